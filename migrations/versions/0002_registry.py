@@ -154,7 +154,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     run_sql("""
-    DROP TABLE IF EXISTS reelscore.metric_distributions;
-    DROP TABLE IF EXISTS reelscore.metric_definition_history;
+    DROP TABLE IF EXISTS reelscore.metric_distributions CASCADE;
+    DROP TABLE IF EXISTS reelscore.metric_definition_history CASCADE;
     DROP TABLE IF EXISTS reelscore.metric_definitions CASCADE;
     """)
