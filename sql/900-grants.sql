@@ -12,3 +12,24 @@ GRANT EXECUTE ON FUNCTION reelscore.current_actor(), reelscore.current_reason(),
   reelscore.python_info(), reelscore.extension_version(text), reelscore.capabilities()
   TO reelscore_read;
 GRANT SELECT ON reelscore.plpy_modules TO reelscore_read;  -- PL/Python shims read their sources as the caller
+
+-- == registry ==
+GRANT SELECT ON reelscore.metric_definitions, reelscore.metric_norm_params, reelscore.metric_distributions,
+  reelscore.metric_definition_history TO reelscore_read;
+GRANT EXECUTE ON FUNCTION
+  reelscore.norm_linear(float8, float8, float8), reelscore.norm_log(float8, float8),
+  reelscore.norm_sigmoid(float8, float8, float8), reelscore.norm_steps(float8, float8[]),
+  reelscore.norm_boolean(float8, float8), reelscore.norm_piecewise(float8, float8[]),
+  reelscore.norm_percentile(float8, float8[]), reelscore.normalize_with(text, float8[], float8),
+  reelscore.raw_value_problem(text, float8, float8, float8), reelscore.normalize_value(text, float8)
+  TO reelscore_read;
+-- Editing definitions: the validation and history triggers run as the editor (SECURITY INVOKER).
+GRANT INSERT, UPDATE, DELETE ON reelscore.metric_definitions TO reelscore_admin;
+GRANT INSERT ON reelscore.metric_definition_history TO reelscore_admin;
+GRANT INSERT, UPDATE ON reelscore.metric_distributions TO reelscore_admin;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA reelscore TO reelscore_admin;
+GRANT EXECUTE ON FUNCTION
+  reelscore.decode_normalization_params(text, text, jsonb, float8, float8),
+  reelscore.metric_definitions_validate(), reelscore.metric_definitions_record(),
+  reelscore.refresh_distributions(integer)
+  TO reelscore_admin;
