@@ -9,7 +9,13 @@
 CREATE OR REPLACE FUNCTION reelscore.norm_linear(p_raw double precision, p_min double precision,
                                                  p_max double precision) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
-AS $$ SELECT least(1.0::float8, greatest(0.0::float8, (p_raw - p_min) / (p_max - p_min))) $$;
+AS $$
+  -- Fractions under 1e-290 are flushed to 0: PostgreSQL raises "underflow" rather than
+  -- returning a denormal, and such a value means nothing on a 0..1 scale.
+  SELECT least(1.0::float8, greatest(0.0::float8,
+           CASE WHEN p_raw - p_min < 1e-290 * (p_max - p_min) THEN 0.0::float8
+                ELSE (p_raw - p_min) / (p_max - p_min) END))
+$$;
 COMMENT ON FUNCTION reelscore.norm_linear(float8, float8, float8) IS
   'Linear normalization (raw - min) / (max - min), clamped to 0..1.';
 
@@ -43,6 +49,14 @@ AS $$ SELECT CASE WHEN p_raw <> 0 THEN p_value ELSE 0.0::float8 END $$;
 COMMENT ON FUNCTION reelscore.norm_boolean(float8, float8) IS
   'Boolean normalization: true (non-zero) gives the metric''s value, false gives 0.';
 
+-- a / b for 0 <= a <= b, with fractions under 1e-290 flushed to 0 (no "underflow" error).
+CREATE OR REPLACE FUNCTION reelscore.safe_fraction(p_num double precision, p_den double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$ SELECT CASE WHEN p_num < 1e-290 * p_den THEN 0.0::float8 ELSE p_num / p_den END $$;
+COMMENT ON FUNCTION reelscore.safe_fraction(float8, float8) IS
+  'num / den for 0 <= num <= den, flushing results under 1e-290 to 0 instead of raising underflow.';
+
 -- Piecewise linear between knots; p_args holds the n knot x values, then the n y values.
 -- Below the first knot: the first y; past the last: the last y.
 CREATE OR REPLACE FUNCTION reelscore.norm_piecewise(p_raw double precision, p_args double precision[])
@@ -54,11 +68,12 @@ AS $$
     WHEN width_bucket(p_raw, p_args[1:cardinality(p_args) / 2]) >= cardinality(p_args) / 2
       THEN p_args[cardinality(p_args)]
     ELSE p_args[cardinality(p_args) / 2 + width_bucket(p_raw, p_args[1:cardinality(p_args) / 2])]
-       + (p_raw - p_args[width_bucket(p_raw, p_args[1:cardinality(p_args) / 2])])
+       + reelscore.safe_fraction(
+           p_raw - p_args[width_bucket(p_raw, p_args[1:cardinality(p_args) / 2])],
+           p_args[width_bucket(p_raw, p_args[1:cardinality(p_args) / 2]) + 1]
+             - p_args[width_bucket(p_raw, p_args[1:cardinality(p_args) / 2])])
        * (p_args[cardinality(p_args) / 2 + width_bucket(p_raw, p_args[1:cardinality(p_args) / 2]) + 1]
           - p_args[cardinality(p_args) / 2 + width_bucket(p_raw, p_args[1:cardinality(p_args) / 2])])
-       / (p_args[width_bucket(p_raw, p_args[1:cardinality(p_args) / 2]) + 1]
-          - p_args[width_bucket(p_raw, p_args[1:cardinality(p_args) / 2])])
   END
 $$;
 COMMENT ON FUNCTION reelscore.norm_piecewise(float8, float8[]) IS
@@ -74,8 +89,8 @@ AS $$
     WHEN width_bucket(p_raw, p_quantiles) = 0 THEN 0.0::float8
     WHEN width_bucket(p_raw, p_quantiles) >= cardinality(p_quantiles) THEN 1.0::float8
     ELSE ((width_bucket(p_raw, p_quantiles) - 1)
-          + (p_raw - p_quantiles[width_bucket(p_raw, p_quantiles)])
-          / (p_quantiles[width_bucket(p_raw, p_quantiles) + 1] - p_quantiles[width_bucket(p_raw, p_quantiles)]))
+          + reelscore.safe_fraction(p_raw - p_quantiles[width_bucket(p_raw, p_quantiles)],
+              p_quantiles[width_bucket(p_raw, p_quantiles) + 1] - p_quantiles[width_bucket(p_raw, p_quantiles)]))
          / (cardinality(p_quantiles) - 1)
   END
 $$;

@@ -20,7 +20,7 @@ GRANT EXECUTE ON FUNCTION
   reelscore.norm_linear(float8, float8, float8), reelscore.norm_log(float8, float8),
   reelscore.norm_sigmoid(float8, float8, float8), reelscore.norm_steps(float8, float8[]),
   reelscore.norm_boolean(float8, float8), reelscore.norm_piecewise(float8, float8[]),
-  reelscore.norm_percentile(float8, float8[]), reelscore.normalize_with(text, float8[], float8),
+  reelscore.norm_percentile(float8, float8[]), reelscore.safe_fraction(float8, float8), reelscore.normalize_with(text, float8[], float8),
   reelscore.raw_value_problem(text, float8, float8, float8), reelscore.normalize_value(text, float8)
   TO reelscore_read;
 -- Editing definitions: the validation and history triggers run as the editor (SECURITY INVOKER).

@@ -155,6 +155,8 @@ def test_every_seeded_metric_is_monotone(conn, data):
     elif kind == "sigmoid":
         hi = {"afi_top_100": 100, "bfi_top_100": 100, "sight_sound_rank": 250}.get(code, 10**7)
         strat = st.integers(1, hi).map(float)
+    elif code in ("tmdb_vote_count", "imdb_vote_count", "twitter_mentions"):  # counts are whole numbers
+        strat = st.integers(0, 10**12).map(float)
     else:
         strat = st.floats(0, 1e12)
     xs = sorted(data.draw(st.lists(strat, min_size=2, max_size=20)))
@@ -246,7 +248,7 @@ def test_formulas_inline_into_set_based_queries(conn):
 def test_formula_functions_are_immutable_and_parallel_safe(conn):
     rows = conn.execute("""select proname, provolatile, proparallel, prosecdef from pg_proc
         where pronamespace = 'reelscore'::regnamespace and (proname like 'norm\\_%' or proname = 'normalize_with')""").fetchall()
-    assert len(rows) == 8
+    assert len(rows) == 8  # norm_linear, _log, _sigmoid, _steps, _boolean, _piecewise, _percentile, normalize_with
     assert all(v == "i" and p == "s" and not sd for _, v, p, sd in rows)
     vol = conn.execute("select provolatile from pg_proc where oid = 'reelscore.normalize_value(text, float8)'::regprocedure").fetchone()[0]
     assert vol == "s"
