@@ -33,3 +33,12 @@ GRANT EXECUTE ON FUNCTION
   reelscore.metric_definitions_validate(), reelscore.metric_definitions_record(),
   reelscore.refresh_distributions(integer)
   TO reelscore_admin;
+
+-- == admin ==
+-- The panel's users: the table is closed (revision 0009); the SECURITY DEFINER functions of
+-- sql/750-admin.sql are the way in. Logging in needs only the read role; managing users, admin.
+GRANT EXECUTE ON FUNCTION reelscore.admin_check_login(text, text), reelscore.admin_user_role(text)
+  TO reelscore_read;
+GRANT EXECUTE ON FUNCTION reelscore.admin_create_user(text, text, text), reelscore.admin_set_password(text, text),
+  reelscore.admin_set_role(text, text, boolean), reelscore.admin_list_users()
+  TO reelscore_admin;
