@@ -40,7 +40,7 @@ def joined(cat, a, b):
     """Values of metrics a and b for the movies that have both."""
     ia, va = cat.values[a]
     ib, vb = cat.values[b]
-    common, xa, xb = np.intersect1d(ia, ib, return_indices=True)
+    _common, xa, xb = np.intersect1d(ia, ib, return_indices=True)
     return va[xa], vb[xb]
 
 
