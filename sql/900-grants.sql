@@ -42,3 +42,27 @@ GRANT EXECUTE ON FUNCTION reelscore.admin_check_login(text, text), reelscore.adm
 GRANT EXECUTE ON FUNCTION reelscore.admin_create_user(text, text, text), reelscore.admin_set_password(text, text),
   reelscore.admin_set_role(text, text, boolean), reelscore.admin_list_users()
   TO reelscore_admin;
+
+-- == ingestion ==
+-- Readers see movies, current values, their history and the load log; writers load values
+-- (bulk path, upsert_metric, adapters), which appends history and may create movies.
+GRANT SELECT ON reelscore.movies, reelscore.metric_values, reelscore.metric_timeseries,
+  reelscore.load_batches, reelscore.load_rejections TO reelscore_read;
+GRANT INSERT, UPDATE ON reelscore.movies, reelscore.metric_values, reelscore.load_batches TO reelscore_write;
+GRANT INSERT ON reelscore.metric_timeseries, reelscore.load_rejections TO reelscore_write;
+GRANT USAGE ON SEQUENCE reelscore.movies_id_seq, reelscore.load_batches_id_seq,
+  reelscore.load_rejections_id_seq TO reelscore_write;
+GRANT EXECUTE ON FUNCTION reelscore.metric_values_history(),
+  reelscore.begin_load(text, text), reelscore.finish_load(bigint, text, boolean),
+  reelscore.upsert_metric(bigint, text, float8, timestamptz, text)
+  TO reelscore_write;
+
+-- == realtime ==
+-- Everyone who reads may follow the announcements and catch up; the trigger and flush
+-- functions run as their owner (SECURITY DEFINER), so writers need no rights on the outbox.
+GRANT SELECT ON reelscore.event_outbox, reelscore.event_outbox_state TO reelscore_read;
+GRANT EXECUTE ON FUNCTION reelscore.events_since(bigint, integer), reelscore.outbox_status() TO reelscore_read;
+GRANT EXECUTE ON FUNCTION reelscore.emit_event(text, bigint[], text) TO reelscore_write;
+GRANT DELETE ON reelscore.event_outbox TO reelscore_admin;
+GRANT UPDATE ON reelscore.event_outbox_state TO reelscore_admin;
+GRANT EXECUTE ON FUNCTION reelscore.prune_outbox(interval) TO reelscore_admin;

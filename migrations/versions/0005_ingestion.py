@@ -1,4 +1,8 @@
-"""ingestion staging and legacy source shapes
+"""ingestion: the legacy "scattered" source shape (a movies table with ratings, budget and
+revenue in a JSONB column; festival results in their own table) that
+reelscore.migrate_legacy() moves into movies and metric_values. The bulk path's staging
+table is a per-session temp table created by reelscore.begin_load() (sql/200-ingest.sql),
+so it needs no table here.
 
 Revision ID: 0005
 Revises: 0004
@@ -13,9 +17,41 @@ depends_on = None
 
 def upgrade() -> None:
     run_sql(r"""
+    -- The old application's movies: metrics scattered in one JSONB column, e.g.
+    -- {"tmdb": {"vote_average": 8.3, "vote_count": 31000, "popularity": 83.9,
+    --           "budget": 160000000, "revenue": 836800000},
+    --  "omdb": {"imdbRating": "8.8", "imdbVotes": "2,400,000", "Metascore": "74",
+    --           "Ratings": [{"Source": "Rotten Tomatoes", "Value": "87%"}], "BoxOffice": "$292,587,330"},
+    --  "financials": {"budget": 160000000, "revenue": 836800000, "box_office": "$292,587,330"}}
+    CREATE TABLE reelscore.legacy_movies (
+      id                bigint PRIMARY KEY,
+      title             text NOT NULL,
+      release_date      date,
+      tmdb_id           integer,
+      imdb_id           text,
+      external_data     jsonb NOT NULL DEFAULT '{}',
+      migrated_movie_id bigint REFERENCES reelscore.movies (id) ON DELETE SET NULL,
+      migrated_at       timestamptz
+    );
+    COMMENT ON TABLE reelscore.legacy_movies IS
+      'Legacy shape: movies with ratings, budget and revenue scattered in a JSONB column (migrate with reelscore.migrate_legacy())';
+
+    -- The old application's festival tables: one row per nomination or selection.
+    CREATE TABLE reelscore.legacy_festival_results (
+      id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      legacy_movie_id bigint NOT NULL REFERENCES reelscore.legacy_movies (id) ON DELETE CASCADE,
+      festival        text NOT NULL,      -- oscars, cannes, venice, berlin, sundance
+      ceremony_year   integer,
+      category        text NOT NULL,      -- 'Best Picture', 'Palme d''Or', 'Golden Lion', 'Competition', ...
+      won             boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX legacy_festival_results_movie ON reelscore.legacy_festival_results (legacy_movie_id);
+    COMMENT ON TABLE reelscore.legacy_festival_results IS
+      'Legacy shape: festival and award results in their own table (migrated by reelscore.migrate_legacy())';
     """)
 
 
 def downgrade() -> None:
     run_sql(r"""
+    DROP TABLE IF EXISTS reelscore.legacy_festival_results, reelscore.legacy_movies CASCADE;
     """)
