@@ -8,8 +8,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PGBIN=/usr/lib/postgresql/15/bin
 PGPORT="${REELSCORE_PGPORT:-54329}"
-PGDATA="$ROOT/.pgdata/data"
-RUNDIR="$ROOT/.pgdata"
+# REELSCORE_PGRUN moves the whole cluster (data, socket, log) elsewhere, e.g. for a throwaway
+# cluster in the crash tests.
+RUNDIR="${REELSCORE_PGRUN:-$ROOT/.pgdata}"
+PGDATA="$RUNDIR/data"
 OSUSER="${REELSCORE_PGUSER_OS:-postgres}"
 DBNAME=reelscore
 URL="postgresql://postgres@127.0.0.1:$PGPORT/$DBNAME"
@@ -27,7 +29,7 @@ init_cluster() {
   chown "$OSUSER" "$RUNDIR"
   # The unprivileged server must be able to reach its data directory: give "others" the
   # traverse bit (x, not read) on any ancestor that lacks it, e.g. a 0700 mktemp folder.
-  d="$ROOT"
+  d="$(dirname "$RUNDIR")"
   while [ "$d" != "/" ]; do
     if ! as_pg test -x "$d"; then chmod o+x "$d"; echo "cluster: added o+x on $d so '$OSUSER' can reach .pgdata"; fi
     d="$(dirname "$d")"
