@@ -42,7 +42,8 @@ WITH d AS (
              WHEN 'custom'      THEN cardinality(m.norm_args) + 1
              WHEN 'piecewise'   THEN m.norm_args[cardinality(m.norm_args) / 2] * 1.25
              WHEN 'percentile'  THEN p.args[cardinality(p.args)]
-             ELSE 1 END) AS hi
+             END,
+           coalesce(m.raw_scale_min, 0) + 1) AS hi
   FROM reelscore.metric_definitions m
   JOIN reelscore.metric_norm_params p ON p.metric_id = m.id
   WHERE m.code = %(code)s
