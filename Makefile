@@ -66,7 +66,7 @@ bench-smoke: setup db
 	@$(BIN)/python -m bench.run --scale 1k --smoke
 
 fuzz: setup db
-	@REELSCORE_FUZZ_EXAMPLES=$${REELSCORE_FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q tests -m fuzz -p no:randomly
+	@REELSCORE_FUZZ_EXAMPLES=$${REELSCORE_FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q tests -m fuzz
 
 docs: python db
 	@$(BIN)/python -m reelscore.docgen
