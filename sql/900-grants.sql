@@ -56,3 +56,13 @@ GRANT EXECUTE ON FUNCTION reelscore.metric_values_history(),
   reelscore.begin_load(text, text), reelscore.finish_load(bigint, text, boolean),
   reelscore.upsert_metric(bigint, text, float8, timestamptz, text)
   TO reelscore_write;
+
+-- == realtime ==
+-- Everyone who reads may follow the announcements and catch up; the trigger and flush
+-- functions run as their owner (SECURITY DEFINER), so writers need no rights on the outbox.
+GRANT SELECT ON reelscore.event_outbox, reelscore.event_outbox_state TO reelscore_read;
+GRANT EXECUTE ON FUNCTION reelscore.events_since(bigint, integer), reelscore.outbox_status() TO reelscore_read;
+GRANT EXECUTE ON FUNCTION reelscore.emit_event(text, bigint[], text) TO reelscore_write;
+GRANT DELETE ON reelscore.event_outbox TO reelscore_admin;
+GRANT UPDATE ON reelscore.event_outbox_state TO reelscore_admin;
+GRANT EXECUTE ON FUNCTION reelscore.prune_outbox(interval) TO reelscore_admin;
