@@ -461,7 +461,9 @@ def write(conn, n_movies: int, seed: int = 42, *, truncate: bool = False,
     source = f"synth:seed={seed}"
     with conn.transaction():
         if truncate:
-            conn.execute("TRUNCATE reelscore.metric_values, reelscore.movies CASCADE")
+            # two statements: a TRUNCATE trigger on movies may itself truncate metric_values
+            conn.execute("TRUNCATE reelscore.metric_values")
+            conn.execute("TRUNCATE reelscore.movies CASCADE")
         first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM reelscore.movies").fetchone()[0]
         with conn.cursor() as cur:
             with cur.copy("COPY reelscore.movies (id, title, release_date, genres, director, tmdb_id, imdb_id) "
