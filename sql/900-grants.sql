@@ -66,3 +66,16 @@ GRANT EXECUTE ON FUNCTION reelscore.emit_event(text, bigint[], text) TO reelscor
 GRANT DELETE ON reelscore.event_outbox TO reelscore_admin;
 GRANT UPDATE ON reelscore.event_outbox_state TO reelscore_admin;
 GRANT EXECUTE ON FUNCTION reelscore.prune_outbox(interval) TO reelscore_admin;
+
+-- == search ==
+GRANT SELECT ON reelscore.movie_features, reelscore.movie_scores TO reelscore_read;
+GRANT EXECUTE ON FUNCTION
+  reelscore.search_movies(jsonb, text, integer, integer), reelscore.validate_search_filters(jsonb),
+  reelscore.search_explain(jsonb, text, integer, integer, boolean), reelscore.search_query(jsonb),
+  reelscore.search_filter_node(jsonb, text, integer, integer), reelscore.search_filter_error(text, text, jsonb),
+  reelscore.search_predicate(jsonb), reelscore.search_matched_expr(jsonb), reelscore.search_conditions(jsonb),
+  reelscore.search_profile_id(text), reelscore.search_check_page(integer, integer),
+  reelscore.jsonb_text_array(jsonb), reelscore.jsonb_float_array(jsonb),
+  reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),
+  reelscore.parse_query(text)
+  TO reelscore_read;

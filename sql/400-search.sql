@@ -1,0 +1,531 @@
+-- 400-search: search_movies (the seed's search use cases) and the validation of its filter JSON.
+--
+-- A filter is validated into a normalized tree (validate_search_filters), the tree is
+-- rendered into SQL text (search_query) whose only variable parts are fixed column names
+-- chosen from whitelists and references into ONE jsonb parameter ($2->i) holding the
+-- validated values; the query then runs through EXECUTE ... USING. Nothing a filter
+-- contains ever becomes SQL text. EXECUTE plans with the parameter values (a custom plan),
+-- so the planner sees the real thresholds and picks the driving index itself.
+
+-- ---------------------------------------------------------------------------------------
+-- Small helpers
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.jsonb_text_array(p_value jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY INVOKER
+AS $$ SELECT coalesce(array_agg(x ORDER BY n), '{}') FROM jsonb_array_elements_text(p_value) WITH ORDINALITY AS t(x, n) $$;
+COMMENT ON FUNCTION reelscore.jsonb_text_array(jsonb) IS
+  'A JSON array of strings as text[] (empty array for []).';
+
+CREATE OR REPLACE FUNCTION reelscore.jsonb_float_array(p_value jsonb) RETURNS double precision[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY INVOKER
+AS $$ SELECT coalesce(array_agg(x::float8 ORDER BY n), '{}') FROM jsonb_array_elements_text(p_value) WITH ORDINALITY AS t(x, n) $$;
+COMMENT ON FUNCTION reelscore.jsonb_float_array(jsonb) IS
+  'A JSON array of numbers as double precision[] (empty array for []).';
+
+-- Raise the one error every bad filter gets: SQLSTATE 22023, the offending key (its path
+-- in the document, e.g. filters[1].min_normalized) in the message and in the COLUMN field.
+CREATE OR REPLACE FUNCTION reelscore.search_filter_error(p_key text, p_problem text, p_value jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+DECLARE
+  v_key text := CASE WHEN length(p_key) > 80 THEN left(p_key, 77) || '...' ELSE p_key END;
+  v_value text := left(coalesce(p_value::text, ''), 120);
+  v_hint text := 'A filter object takes category, metric_code, min_normalized, max_normalized, min_raw_value, '
+                 || 'max_raw_value, genre, year_min, year_max, filters (all must hold) and any (one must hold); '
+                 || 'see docs/search.md.';
+BEGIN
+  IF p_value IS NULL THEN
+    RAISE EXCEPTION 'invalid search filter: "%" %', v_key, p_problem
+      USING ERRCODE = 'invalid_parameter_value', COLUMN = v_key, HINT = v_hint;
+  END IF;
+  RAISE EXCEPTION 'invalid search filter: "%" %', v_key, p_problem
+    USING ERRCODE = 'invalid_parameter_value', COLUMN = v_key, HINT = v_hint,
+          DETAIL = format('offending value: %s', v_value);
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_filter_error(text, text, jsonb) IS
+  'Raise SQLSTATE 22023 for a bad search filter, naming the offending key (also in the error''s COLUMN field).';
+
+-- ---------------------------------------------------------------------------------------
+-- Validation: one filter object -> a node of the normalized tree.
+--   node := {"op": "and"|"or", "items": [node, ...]}
+--         | {"i": n, "kind": "category", "category": c, "key": c, "min": x, "max": y}
+--         | {"i": n, "kind": "metric", "measure": "raw"|"normalized", "metric_id": id, "key": code,
+--            "type": normalization_type, "args": [...], "min": x, "max": y}
+--         | {"i": n, "kind": "genre", "genres": [...], "key": "genres"}
+--         | {"i": n, "kind": "year", "min": y1, "max": y2, "key": "release_year"}
+-- "i" numbers the conditions 1..n in document order; min/max are absent when not given.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.search_filter_node(p_node jsonb, p_path text, p_depth integer,
+                                                       INOUT p_count integer, OUT p_tree jsonb)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+DECLARE
+  c_keys CONSTANT text[] := ARRAY['category', 'metric_code', 'min_normalized', 'max_normalized', 'min_raw_value',
+                                  'max_raw_value', 'genre', 'year_min', 'year_max', 'filters', 'any'];
+  c_annotations CONSTANT text[] := ARRAY['recognized', 'unparsed'];
+  c_categories CONSTANT text[] := ARRAY['rating', 'award', 'financial', 'cultural', 'popularity'];
+  c_max_depth CONSTANT integer := 4;
+  c_max_items CONSTANT integer := 32;
+  c_max_conditions CONSTANT integer := 32;
+  v_prefix text := CASE WHEN p_path = '' THEN '' ELSE p_path || '.' END;
+  v_key text;
+  v_items jsonb := '[]';
+  v_child jsonb;
+  v_elem jsonb;
+  v_n integer;
+  v_atom jsonb;
+  v_metric record;
+  v_bound text;
+  v_num numeric;
+  v_genres jsonb;
+  v_list text;
+BEGIN
+  IF p_depth > c_max_depth THEN
+    PERFORM reelscore.search_filter_error(rtrim(p_path, '.'),
+      format('is nested too deep: at most %s levels of filters/any', c_max_depth));
+  END IF;
+  IF jsonb_typeof(p_node) IS DISTINCT FROM 'object' THEN
+    PERFORM reelscore.search_filter_error(coalesce(nullif(p_path, ''), '(filters)'),
+      format('must be a JSON object, got %s', coalesce(jsonb_typeof(p_node), 'NULL')), p_node);
+  END IF;
+
+  -- Keys: known ones only (annotations of parse_query's output are accepted at the top level).
+  FOR v_key IN SELECT k FROM jsonb_object_keys(p_node) AS k ORDER BY k LOOP
+    IF v_key = ANY (c_annotations) AND p_depth = 1 THEN
+      IF jsonb_typeof(p_node -> v_key) <> 'array' OR EXISTS (
+           SELECT 1 FROM jsonb_array_elements(p_node -> v_key) e WHERE jsonb_typeof(e) <> 'string') THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_key, 'must be an array of strings (an annotation)',
+                                              p_node -> v_key);
+      END IF;
+    ELSIF NOT v_key = ANY (c_keys) THEN
+      PERFORM reelscore.search_filter_error(v_prefix || v_key, 'is not a filter key');
+    END IF;
+  END LOOP;
+
+  -- Numbers.
+  FOREACH v_bound IN ARRAY ARRAY['min_normalized', 'max_normalized', 'min_raw_value', 'max_raw_value',
+                                 'year_min', 'year_max'] LOOP
+    IF p_node ? v_bound THEN
+      IF jsonb_typeof(p_node -> v_bound) <> 'number' THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_bound,
+          format('must be a number, got %s', jsonb_typeof(p_node -> v_bound)), p_node -> v_bound);
+      END IF;
+      v_num := (p_node ->> v_bound)::numeric;
+      IF v_bound LIKE '%normalized' AND v_num NOT BETWEEN 0 AND 1 THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_bound,
+          'must be between 0 and 1 (normalized values are in 0..1)', p_node -> v_bound);
+      ELSIF v_bound LIKE '%raw_value' AND abs(v_num) > 1e15 THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_bound, 'is out of range (|value| <= 1e15)',
+                                              p_node -> v_bound);
+      ELSIF v_bound LIKE 'year%' AND (v_num <> trunc(v_num) OR v_num NOT BETWEEN 1800 AND 2200) THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_bound, 'must be a whole year between 1800 and 2200',
+                                              p_node -> v_bound);
+      END IF;
+    END IF;
+  END LOOP;
+  FOREACH v_bound IN ARRAY ARRAY['normalized', 'raw_value'] LOOP
+    IF p_node ? ('min_' || v_bound) AND p_node ? ('max_' || v_bound)
+       AND (p_node ->> ('min_' || v_bound))::numeric > (p_node ->> ('max_' || v_bound))::numeric THEN
+      PERFORM reelscore.search_filter_error(v_prefix || 'min_' || v_bound,
+        format('(%s) is above max_%s (%s)', p_node ->> ('min_' || v_bound), v_bound, p_node ->> ('max_' || v_bound)),
+        p_node -> ('min_' || v_bound));
+    END IF;
+  END LOOP;
+  IF p_node ? 'year_min' AND p_node ? 'year_max'
+     AND (p_node ->> 'year_min')::numeric > (p_node ->> 'year_max')::numeric THEN
+    PERFORM reelscore.search_filter_error(v_prefix || 'year_min',
+      format('(%s) is above year_max (%s)', p_node ->> 'year_min', p_node ->> 'year_max'), p_node -> 'year_min');
+  END IF;
+
+  -- The target of the bounds: a category (normalized only) or a metric.
+  IF p_node ? 'category' AND p_node ? 'metric_code' THEN
+    PERFORM reelscore.search_filter_error(v_prefix || 'metric_code',
+      'cannot be combined with category in one object (put each in its own object of "filters")');
+  END IF;
+  IF p_node ? 'category' THEN
+    IF jsonb_typeof(p_node -> 'category') <> 'string' THEN
+      PERFORM reelscore.search_filter_error(v_prefix || 'category',
+        format('must be a string, got %s', jsonb_typeof(p_node -> 'category')), p_node -> 'category');
+    END IF;
+    IF NOT (p_node ->> 'category') = ANY (c_categories) THEN
+      PERFORM reelscore.search_filter_error(v_prefix || 'category',
+        format('is not a category: %s (one of %s)', left(quote_literal(p_node ->> 'category'), 80),
+               array_to_string(c_categories, ', ')), p_node -> 'category');
+    END IF;
+    FOREACH v_bound IN ARRAY ARRAY['min_raw_value', 'max_raw_value'] LOOP
+      IF p_node ? v_bound THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_bound,
+          'applies to a metric_code only: a category has normalized values (use min_normalized / max_normalized)');
+      END IF;
+    END LOOP;
+    IF NOT (p_node ? 'min_normalized' OR p_node ? 'max_normalized') THEN
+      PERFORM reelscore.search_filter_error(v_prefix || 'category', 'needs min_normalized and/or max_normalized');
+    END IF;
+    p_count := p_count + 1;
+    v_atom := jsonb_build_object('i', p_count, 'kind', 'category', 'category', p_node ->> 'category',
+                                 'key', p_node ->> 'category', 'path', v_prefix || 'category');
+    IF p_node ? 'min_normalized' THEN v_atom := v_atom || jsonb_build_object('min', p_node -> 'min_normalized'); END IF;
+    IF p_node ? 'max_normalized' THEN v_atom := v_atom || jsonb_build_object('max', p_node -> 'max_normalized'); END IF;
+    v_items := v_items || jsonb_build_array(v_atom);
+  ELSIF p_node ? 'metric_code' THEN
+    IF jsonb_typeof(p_node -> 'metric_code') <> 'string' THEN
+      PERFORM reelscore.search_filter_error(v_prefix || 'metric_code',
+        format('must be a string, got %s', jsonb_typeof(p_node -> 'metric_code')), p_node -> 'metric_code');
+    END IF;
+    SELECT p.metric_id, p.metric_code, p.normalization_type, p.args INTO v_metric
+    FROM reelscore.metric_norm_params p WHERE p.metric_code = (p_node ->> 'metric_code');
+    IF NOT FOUND THEN
+      SELECT string_agg(d.code, ', ' ORDER BY similarity(d.code, p_node ->> 'metric_code') DESC, d.code) INTO v_list
+      FROM (SELECT code FROM reelscore.metric_definitions
+            ORDER BY similarity(code, p_node ->> 'metric_code') DESC, code LIMIT 3) d;
+      PERFORM reelscore.search_filter_error(v_prefix || 'metric_code',
+        format('is not a known metric: %s (closest: %s)', left(quote_literal(p_node ->> 'metric_code'), 80),
+               coalesce(v_list, 'none')), p_node -> 'metric_code');
+    END IF;
+    IF NOT (p_node ? 'min_normalized' OR p_node ? 'max_normalized' OR p_node ? 'min_raw_value'
+            OR p_node ? 'max_raw_value') THEN
+      PERFORM reelscore.search_filter_error(v_prefix || 'metric_code',
+        'needs a bound: min_raw_value, max_raw_value, min_normalized or max_normalized');
+    END IF;
+    IF p_node ? 'min_raw_value' OR p_node ? 'max_raw_value' THEN
+      p_count := p_count + 1;
+      v_atom := jsonb_build_object('i', p_count, 'kind', 'metric', 'measure', 'raw', 'metric_id', v_metric.metric_id,
+                                   'key', v_metric.metric_code, 'path', v_prefix || 'metric_code');
+      IF p_node ? 'min_raw_value' THEN v_atom := v_atom || jsonb_build_object('min', p_node -> 'min_raw_value'); END IF;
+      IF p_node ? 'max_raw_value' THEN v_atom := v_atom || jsonb_build_object('max', p_node -> 'max_raw_value'); END IF;
+      v_items := v_items || jsonb_build_array(v_atom);
+    END IF;
+    IF p_node ? 'min_normalized' OR p_node ? 'max_normalized' THEN
+      IF v_metric.args IS NULL OR cardinality(v_metric.args) = 0 THEN
+        RAISE EXCEPTION 'search filter "%": metric % has no stored distribution for its percentile normalization',
+                        v_prefix || 'metric_code', v_metric.metric_code
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = 'Run SELECT reelscore.refresh_distributions() after loading values.';
+      END IF;
+      p_count := p_count + 1;
+      v_atom := jsonb_build_object('i', p_count, 'kind', 'metric', 'measure', 'normalized',
+                                   'metric_id', v_metric.metric_id, 'key', v_metric.metric_code,
+                                   'type', v_metric.normalization_type, 'args', to_jsonb(v_metric.args),
+                                   'path', v_prefix || 'metric_code');
+      IF p_node ? 'min_normalized' THEN v_atom := v_atom || jsonb_build_object('min', p_node -> 'min_normalized'); END IF;
+      IF p_node ? 'max_normalized' THEN v_atom := v_atom || jsonb_build_object('max', p_node -> 'max_normalized'); END IF;
+      v_items := v_items || jsonb_build_array(v_atom);
+    END IF;
+  ELSE
+    FOREACH v_bound IN ARRAY ARRAY['min_normalized', 'max_normalized', 'min_raw_value', 'max_raw_value'] LOOP
+      IF p_node ? v_bound THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_bound,
+          'needs a category or a metric_code in the same object');
+      END IF;
+    END LOOP;
+  END IF;
+
+  -- Genre: a label or a list of labels (the movie has at least one of them).
+  IF p_node ? 'genre' THEN
+    v_genres := CASE jsonb_typeof(p_node -> 'genre') WHEN 'string' THEN jsonb_build_array(p_node -> 'genre')
+                                                     ELSE p_node -> 'genre' END;
+    IF jsonb_typeof(v_genres) <> 'array' OR jsonb_array_length(v_genres) = 0 OR jsonb_array_length(v_genres) > 20
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(v_genres) e
+                  WHERE jsonb_typeof(e) <> 'string' OR length(e #>> '{}') NOT BETWEEN 1 AND 100) THEN
+      PERFORM reelscore.search_filter_error(v_prefix || 'genre',
+        'must be a genre name or a list of 1 to 20 genre names (strings of 1 to 100 characters)', p_node -> 'genre');
+    END IF;
+    p_count := p_count + 1;
+    v_items := v_items || jsonb_build_array(jsonb_build_object('i', p_count, 'kind', 'genre', 'genres', v_genres,
+                                                               'key', 'genres', 'path', v_prefix || 'genre'));
+  END IF;
+
+  -- Release year range.
+  IF p_node ? 'year_min' OR p_node ? 'year_max' THEN
+    p_count := p_count + 1;
+    v_atom := jsonb_build_object('i', p_count, 'kind', 'year', 'key', 'release_year',
+                                 'path', v_prefix || CASE WHEN p_node ? 'year_min' THEN 'year_min' ELSE 'year_max' END);
+    IF p_node ? 'year_min' THEN v_atom := v_atom || jsonb_build_object('min', p_node -> 'year_min'); END IF;
+    IF p_node ? 'year_max' THEN v_atom := v_atom || jsonb_build_object('max', p_node -> 'year_max'); END IF;
+    v_items := v_items || jsonb_build_array(v_atom);
+  END IF;
+
+  -- Nested lists: "filters" (all must hold) and "any" (at least one must hold).
+  FOREACH v_key IN ARRAY ARRAY['filters', 'any'] LOOP
+    IF p_node ? v_key THEN
+      IF jsonb_typeof(p_node -> v_key) <> 'array' THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_key,
+          format('must be an array of filter objects, got %s', jsonb_typeof(p_node -> v_key)), p_node -> v_key);
+      END IF;
+      v_n := jsonb_array_length(p_node -> v_key);
+      IF v_n > c_max_items THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_key,
+          format('is too large: %s items, at most %s', v_n, c_max_items));
+      END IF;
+      IF v_key = 'any' AND v_n = 0 THEN
+        PERFORM reelscore.search_filter_error(v_prefix || v_key, 'must hold at least one filter object');
+      END IF;
+      v_child := NULL;
+      FOR i IN 0 .. v_n - 1 LOOP
+        v_elem := (p_node -> v_key) -> i;
+        SELECT r.p_count, CASE WHEN v_child IS NULL THEN jsonb_build_array(r.p_tree)
+                               ELSE v_child || jsonb_build_array(r.p_tree) END
+          INTO p_count, v_child
+        FROM reelscore.search_filter_node(v_elem, format('%s%s[%s]', v_prefix, v_key, i), p_depth + 1, p_count) r;
+        IF p_count > c_max_conditions THEN
+          PERFORM reelscore.search_filter_error(format('%s%s[%s]', v_prefix, v_key, i),
+            format('makes the filter too large: more than %s conditions', c_max_conditions));
+        END IF;
+      END LOOP;
+      v_items := v_items || jsonb_build_array(jsonb_build_object(
+        'op', CASE v_key WHEN 'filters' THEN 'and' ELSE 'or' END, 'items', coalesce(v_child, '[]')));
+    END IF;
+  END LOOP;
+
+  p_tree := CASE WHEN jsonb_array_length(v_items) = 1 THEN v_items -> 0
+                 ELSE jsonb_build_object('op', 'and', 'items', v_items) END;
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_filter_node(jsonb, text, integer, integer) IS
+  'Internal to validate_search_filters: validate one filter object and return its node of the normalized tree.';
+
+CREATE OR REPLACE FUNCTION reelscore.validate_search_filters(p_filters jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+DECLARE
+  c_max_bytes CONSTANT integer := 16384;
+  v_len integer;
+  v_tree jsonb;
+BEGIN
+  IF p_filters IS NULL OR p_filters = 'null'::jsonb THEN
+    RETURN '{"op": "and", "items": []}';
+  END IF;
+  v_len := octet_length(p_filters::text);
+  IF v_len > c_max_bytes THEN
+    PERFORM reelscore.search_filter_error('(filters)',
+      format('is too large: %s bytes of JSON, at most %s', v_len, c_max_bytes));
+  END IF;
+  SELECT r.p_tree INTO v_tree FROM reelscore.search_filter_node(p_filters, '', 1, 0) r;
+  RETURN v_tree;
+END
+$$;
+COMMENT ON FUNCTION reelscore.validate_search_filters(jsonb) IS
+  'Check a search filter (the format of search_movies, docs/search.md) and return its normalized condition tree. Errors are SQLSTATE 22023 and name the offending key, e.g. filters[1].min_normalized (also in the COLUMN field).';
+
+-- ---------------------------------------------------------------------------------------
+-- Rendering: tree -> SQL text. Only fixed text and "$2->k" references (k is the condition's
+-- position, an integer the validator assigned) are written; every value stays in $2.
+-- Aliases: s = movie_scores, f = movie_features, m = movies.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.search_predicate(p_node jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+DECLARE
+  v_parts text[] := '{}';
+  v_item jsonb;
+  v_ref text;
+  v_col text;
+  v_val text;
+  v_conds text[] := '{}';
+BEGIN
+  IF p_node ? 'op' THEN
+    FOR v_item IN SELECT jsonb_array_elements(p_node -> 'items') LOOP
+      v_parts := v_parts || reelscore.search_predicate(v_item);
+    END LOOP;
+    IF cardinality(v_parts) = 0 THEN
+      RETURN CASE WHEN p_node ->> 'op' = 'and' THEN 'true' ELSE 'false' END;
+    END IF;
+    RETURN '(' || array_to_string(v_parts, CASE WHEN p_node ->> 'op' = 'and' THEN ' AND ' ELSE ' OR ' END) || ')';
+  END IF;
+
+  v_ref := format('($2 -> %s)', (p_node ->> 'i')::integer - 1);   -- an integer, never filter text
+  CASE p_node ->> 'kind'
+  WHEN 'category' THEN
+    v_col := CASE p_node ->> 'category'
+               WHEN 'rating' THEN 'f.cat_rating' WHEN 'award' THEN 'f.cat_award'
+               WHEN 'financial' THEN 'f.cat_financial' WHEN 'cultural' THEN 'f.cat_cultural'
+               WHEN 'popularity' THEN 'f.cat_popularity' END;
+    v_val := v_col;
+  WHEN 'metric' THEN
+    v_val := CASE p_node ->> 'measure'
+               WHEN 'raw' THEN 'v.raw_value'
+               WHEN 'normalized' THEN format('reelscore.normalize_with(%1$s ->> ''type'', '
+                                             'reelscore.jsonb_float_array(%1$s -> ''args''), v.raw_value)', v_ref) END;
+  WHEN 'year' THEN
+    v_val := 'm.release_year';
+  WHEN 'genre' THEN
+    RETURN format('(m.genres && reelscore.jsonb_text_array(%s -> ''genres''))', v_ref);
+  ELSE
+    v_val := NULL;
+  END CASE;
+  IF v_val IS NULL THEN
+    RAISE EXCEPTION 'search_predicate: not a validated condition node: %', left(p_node::text, 200)
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the output of reelscore.validate_search_filters().';
+  END IF;
+  IF p_node ? 'min' THEN
+    v_conds := v_conds || format('%s >= (%s ->> ''min'')::%s', v_val, v_ref,
+                                 CASE WHEN p_node ->> 'kind' = 'year' THEN 'smallint' ELSE 'float8' END);
+  END IF;
+  IF p_node ? 'max' THEN
+    v_conds := v_conds || format('%s <= (%s ->> ''max'')::%s', v_val, v_ref,
+                                 CASE WHEN p_node ->> 'kind' = 'year' THEN 'smallint' ELSE 'float8' END);
+  END IF;
+  IF cardinality(v_conds) = 0 THEN
+    RETURN 'true';
+  END IF;
+  IF p_node ->> 'kind' = 'metric' THEN
+    -- A metric condition holds when the movie has the metric and its value is in range.
+    RETURN format('EXISTS (SELECT 1 FROM reelscore.metric_values v WHERE v.movie_id = s.movie_id '
+                  'AND v.metric_id = (%s ->> ''metric_id'')::smallint AND %s)',
+                  v_ref, array_to_string(v_conds, ' AND '));
+  END IF;
+  RETURN '(' || array_to_string(v_conds, ' AND ') || ')';
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_predicate(jsonb) IS
+  'Internal to search_movies: the SQL predicate of a validated filter tree; values are referenced in parameter $2, never written.';
+
+-- The "matched" column: for each condition, the movie''s value that it tested.
+CREATE OR REPLACE FUNCTION reelscore.search_matched_expr(p_tree jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT coalesce('jsonb_strip_nulls(jsonb_build_object(' || string_agg(
+           format('%1$s ->> ''key'', %2$s', format('($2 -> %s)', (a ->> 'i')::integer - 1),
+             CASE a ->> 'kind'
+               WHEN 'category' THEN CASE a ->> 'category'
+                 WHEN 'rating' THEN 'fm.cat_rating' WHEN 'award' THEN 'fm.cat_award'
+                 WHEN 'financial' THEN 'fm.cat_financial' WHEN 'cultural' THEN 'fm.cat_cultural'
+                 WHEN 'popularity' THEN 'fm.cat_popularity' END
+               WHEN 'metric' THEN format(
+                 '(SELECT jsonb_build_object(''raw'', v.raw_value, ''normalized'', reelscore.normalize_with('
+                 'p.normalization_type, p.args, v.raw_value)) FROM reelscore.metric_values v '
+                 'JOIN reelscore.metric_norm_params p ON p.metric_id = v.metric_id '
+                 'WHERE v.movie_id = r.movie_id AND v.metric_id = (($2 -> %s) ->> ''metric_id'')::smallint)',
+                 (a ->> 'i')::integer - 1)
+               WHEN 'genre' THEN 'mv.genres'
+               WHEN 'year' THEN 'mv.release_year'
+             END), ', ' ORDER BY (a ->> 'i')::integer) || '))', '''{}''::jsonb')
+  FROM jsonb_path_query(p_tree, 'strict $.**') AS a
+  WHERE jsonb_typeof(a) = 'object' AND a ? 'kind'
+$$;
+COMMENT ON FUNCTION reelscore.search_matched_expr(jsonb) IS
+  'Internal to search_movies: the SQL expression of the matched column for a validated filter tree.';
+
+-- The conditions of a tree as a JSON array in their order "i" (the $2 parameter of the query).
+CREATE OR REPLACE FUNCTION reelscore.search_conditions(p_tree jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT coalesce(jsonb_agg(a ORDER BY (a ->> 'i')::integer), '[]')
+  FROM jsonb_path_query(p_tree, 'strict $.**') AS a
+  WHERE jsonb_typeof(a) = 'object' AND a ? 'kind'
+$$;
+COMMENT ON FUNCTION reelscore.search_conditions(jsonb) IS
+  'Internal to search_movies: the condition nodes of a validated filter tree, in order.';
+
+-- The whole query for a validated tree. Parameters: $1 profile id, $2 conditions (jsonb),
+-- $3 limit, $4 offset. Ordered by score (best first, movies without a score last), then
+-- movie id: a total order, so pages never overlap or skip while the scores stand still.
+CREATE OR REPLACE FUNCTION reelscore.search_query(p_tree jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+DECLARE
+  v_conds jsonb := reelscore.search_conditions(p_tree);
+  v_needs_f boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "category")');
+  v_needs_m boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "genre" || @.kind == "year")');
+BEGIN
+  RETURN 'SELECT r.movie_id, mv.title::text, mv.release_year, mv.genres, r.score, r.confidence, '
+      || '$4 + row_number() OVER (ORDER BY r.score DESC NULLS LAST, r.movie_id) AS rank, '
+      || reelscore.search_matched_expr(p_tree) || ' AS matched '
+      || 'FROM (SELECT s.movie_id, s.score, s.confidence FROM reelscore.movie_scores s '
+      || CASE WHEN v_needs_f THEN 'JOIN reelscore.movie_features f ON f.movie_id = s.movie_id ' ELSE '' END
+      || CASE WHEN v_needs_m THEN 'JOIN reelscore.movies m ON m.id = s.movie_id ' ELSE '' END
+      || 'WHERE s.profile_id = $1 AND ' || reelscore.search_predicate(p_tree) || ' '
+      || 'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3 OFFSET $4) r '
+      || 'JOIN reelscore.movies mv ON mv.id = r.movie_id '
+      || 'LEFT JOIN reelscore.movie_features fm ON fm.movie_id = r.movie_id '
+      || 'ORDER BY r.score DESC NULLS LAST, r.movie_id';
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_query(jsonb) IS
+  'The SQL text search_movies runs for a validated filter tree (parameters $1 profile id, $2 conditions, $3 limit, $4 offset). For inspection and EXPLAIN.';
+
+-- Profile name -> id, with the errors search shares with scoring.
+CREATE OR REPLACE FUNCTION reelscore.search_profile_id(p_profile text) RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  SELECT w.id INTO v_id FROM reelscore.weight_profiles w WHERE w.name = p_profile;
+  IF v_id IS NULL THEN
+    RAISE EXCEPTION 'unknown profile: %', coalesce(left(quote_literal(p_profile), 60), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'SELECT name FROM reelscore.weight_profiles lists the profiles.';
+  END IF;
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_profile_id(text) IS
+  'Internal to search_movies: the id of a weight profile by name; SQLSTATE 22023 when unknown.';
+
+CREATE OR REPLACE FUNCTION reelscore.search_check_page(p_lim integer, p_off integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+BEGIN
+  IF p_lim IS NULL OR p_lim NOT BETWEEN 1 AND 1000 THEN
+    RAISE EXCEPTION 'lim must be between 1 and 1000, got %', coalesce(p_lim::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value', COLUMN = 'lim';
+  END IF;
+  IF p_off IS NULL OR p_off NOT BETWEEN 0 AND 100000 THEN
+    RAISE EXCEPTION 'off must be between 0 and 100000, got %', coalesce(p_off::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value', COLUMN = 'off',
+            HINT = 'Narrow the filter instead of paging that deep.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_check_page(integer, integer) IS
+  'Internal to search_movies: lim in 1..1000 and off in 0..100000, else SQLSTATE 22023 naming the argument.';
+
+-- ---------------------------------------------------------------------------------------
+-- search_movies: the public entry point.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.search_movies(filters jsonb, profile text DEFAULT 'balanced',
+                                                   lim integer DEFAULT 50, off integer DEFAULT 0)
+RETURNS TABLE (movie_id bigint, title text, release_year smallint, genres text[], score double precision,
+               confidence double precision, rank bigint, matched jsonb)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_tree jsonb;
+  v_profile_id bigint;
+BEGIN
+  PERFORM reelscore.search_check_page(search_movies.lim, search_movies.off);
+  v_tree := reelscore.validate_search_filters(search_movies.filters);
+  v_profile_id := reelscore.search_profile_id(search_movies.profile);
+  RETURN QUERY EXECUTE reelscore.search_query(v_tree)
+    USING v_profile_id, reelscore.search_conditions(v_tree), search_movies.lim, search_movies.off;
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_movies(jsonb, text, integer, integer) IS
+  'Movies matching a filter (docs/search.md: category / metric_code thresholds on normalized or raw values, genre, year range, nested filters (all) and any (one)), best score first under the profile, with score, confidence, rank and the values that matched. Pages with lim/off over a total order (score, movie id). Bad filters: SQLSTATE 22023 naming the key.';
+
+CREATE OR REPLACE FUNCTION reelscore.search_explain(filters jsonb, profile text DEFAULT 'balanced',
+                                                    lim integer DEFAULT 50, off integer DEFAULT 0,
+                                                    p_analyze boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_tree jsonb;
+  v_line text;
+BEGIN
+  PERFORM reelscore.search_check_page(search_explain.lim, search_explain.off);
+  v_tree := reelscore.validate_search_filters(search_explain.filters);
+  FOR v_line IN EXECUTE CASE WHEN search_explain.p_analyze THEN 'EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) '
+                             ELSE 'EXPLAIN (COSTS OFF) ' END || reelscore.search_query(v_tree)
+    USING reelscore.search_profile_id(search_explain.profile), reelscore.search_conditions(v_tree),
+          search_explain.lim, search_explain.off
+  LOOP
+    RETURN NEXT v_line;
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_explain(jsonb, text, integer, integer, boolean) IS
+  'The plan search_movies uses for these arguments (EXPLAIN, or EXPLAIN ANALYZE with buffers when analyze is true).';
