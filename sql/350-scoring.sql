@@ -1,0 +1,880 @@
+-- 350-scoring: the scoring engine: per-movie features (pgvector), scores fresh from raw values,
+-- explanations, ad-hoc weights, precomputed scores per profile kept correct incrementally.
+--
+-- Score semantics (DESIGN.md): a category score is the weighted mean of the movie's present
+-- metrics in it (metric weights: the profile's, else the registry's normalized_weight); the
+-- movie score is the category-weighted mean over the categories it has data in; confidence is
+-- the share of the profile's effective weight (category weight x metric share) that had data.
+-- Missing values follow each definition's missing_policy: skip (renormalize), constant or
+-- median (imputed values count for the score, not for confidence).
+
+-- ---------------------------------------------------------------------------------------
+-- Versions and staleness
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.definitions_version() RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$ SELECT s.definitions_version FROM reelscore.scoring_state s $$;
+COMMENT ON FUNCTION reelscore.definitions_version() IS
+  'Version of the metric definitions scores are computed from: bumped whenever a definition''s version changes.';
+
+-- Schema of the vector extension, for qualified names in generated SQL.
+CREATE OR REPLACE FUNCTION reelscore.vector_schema() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$ SELECT n.nspname::text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname = 'vector' $$;
+
+-- Mark features stale for movies; rows are added for movies that have none yet.
+CREATE OR REPLACE FUNCTION reelscore.mark_features_stale(p_movie_ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_n bigint;
+  v_zero text := '[' || array_to_string(array_fill(0, ARRAY[32]), ',') || ']';
+BEGIN
+  EXECUTE format($q$
+    INSERT INTO reelscore.movie_features AS f (movie_id, nvec, pvec, present, n_present, definitions_version, stale)
+    SELECT DISTINCT u.id, %1$L::%2$I.vector, %1$L::%2$I.vector, repeat('0', 32)::bit(32), 0, 0, true
+    FROM unnest($1) u(id)
+    ON CONFLICT (movie_id) DO UPDATE SET stale = true WHERE NOT f.stale
+  $q$, v_zero, reelscore.vector_schema()) USING p_movie_ids;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  RETURN v_n;
+END
+$$;
+
+-- Definition changes: bump the definitions version; the movies whose features depend on a
+-- changed metric (those that have it, or all when imputation is involved) become stale.
+CREATE OR REPLACE FUNCTION reelscore.definitions_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER
+AS $$
+DECLARE
+  v_mask bit(32) := repeat('0', 32)::bit(32);
+  v_all boolean := false;
+  r record;
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    FOR r IN SELECT n.slot, n.missing_policy AS np, o.missing_policy AS op
+             FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.version <> o.version LOOP
+      v_mask := set_bit(v_mask, r.slot - 1, 1);
+      v_all := v_all OR r.np <> 'skip' OR r.op <> 'skip';
+    END LOOP;
+  ELSIF TG_OP = 'INSERT' THEN
+    FOR r IN SELECT n.slot, n.missing_policy AS np FROM new_rows n LOOP
+      v_mask := set_bit(v_mask, r.slot - 1, 1);
+      v_all := v_all OR r.np <> 'skip';
+    END LOOP;
+  ELSE
+    FOR r IN SELECT o.slot, o.missing_policy AS op FROM old_rows o LOOP
+      v_mask := set_bit(v_mask, r.slot - 1, 1);
+      v_all := v_all OR r.op <> 'skip';
+    END LOOP;
+  END IF;
+  IF v_mask = repeat('0', 32)::bit(32) THEN
+    RETURN NULL;
+  END IF;
+  UPDATE reelscore.scoring_state SET definitions_version = definitions_version + 1, definitions_changed_at = now();
+  UPDATE reelscore.movie_features f SET stale = true
+  WHERE NOT f.stale AND (v_all OR (f.present & v_mask) <> repeat('0', 32)::bit(32));
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER metric_definitions_scoring_upd
+  AFTER UPDATE ON reelscore.metric_definitions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION reelscore.definitions_changed();
+CREATE OR REPLACE TRIGGER metric_definitions_scoring_ins
+  AFTER INSERT ON reelscore.metric_definitions REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION reelscore.definitions_changed();
+CREATE OR REPLACE TRIGGER metric_definitions_scoring_del
+  AFTER DELETE ON reelscore.metric_definitions REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION reelscore.definitions_changed();
+
+-- ---------------------------------------------------------------------------------------
+-- Features: normalized values by slot, presence, registry-weighted category means
+-- ---------------------------------------------------------------------------------------
+-- SQL text selecting the feature columns; $1 is a bigint[] of movie ids, or NULL for all movies.
+CREATE OR REPLACE FUNCTION reelscore.features_sql() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_vs text := reelscore.vector_schema();
+  v_cols text := '';
+  v_n text[] := '{}';
+  v_p text[] := '{}';
+  v_bits text[] := '{}';
+  v_cat text[] := '{}';
+  v_c text;
+  v_num text;
+  v_den text;
+  s integer;
+  r record;
+BEGIN
+  FOR s IN 1..32 LOOP
+    IF EXISTS (SELECT 1 FROM reelscore.metric_definitions d WHERE d.slot = s AND d.active) THEN
+      v_cols := v_cols || format(', max(n) FILTER (WHERE slot = %s) AS s%s', s, s);
+      v_n := v_n || format('coalesce(s%s, 0)', s);
+      v_p := v_p || format('(s%s IS NOT NULL)::int', s);
+      v_bits := v_bits || format('CASE WHEN s%s IS NOT NULL THEN %s::bigint ELSE 0 END', s, (1::bigint << (32 - s)));
+    ELSE
+      v_n := v_n || '0'::text;
+      v_p := v_p || '0'::text;
+    END IF;
+  END LOOP;
+  FOREACH v_c IN ARRAY reelscore.score_categories() LOOP
+    v_num := NULL;
+    v_den := NULL;
+    FOR r IN SELECT d.slot, d.normalized_weight AS w FROM reelscore.metric_definitions d
+             WHERE d.category = v_c AND d.active AND d.normalized_weight > 0 ORDER BY d.slot LOOP
+      v_num := concat_ws(' + ', v_num, format('%s * coalesce(s%s, 0)', r.w, r.slot));
+      v_den := concat_ws(' + ', v_den, format('CASE WHEN s%s IS NOT NULL THEN %s ELSE 0 END', r.slot, r.w));
+    END LOOP;
+    v_cat := v_cat || CASE WHEN v_num IS NULL THEN 'NULL::float8'
+                           ELSE format('(%s) / nullif(%s, 0)', v_num, v_den) END;
+  END LOOP;
+  RETURN format($q$
+    SELECT m.id AS movie_id,
+           ARRAY[%1$s]::real[]::%5$I.vector AS nvec,
+           ARRAY[%2$s]::real[]::%5$I.vector AS pvec,
+           (%3$s)::bit(32) AS present,
+           (%4$s)::smallint AS n_present,
+           %6$s AS cat_rating, %7$s AS cat_award, %8$s AS cat_financial, %9$s AS cat_cultural, %10$s AS cat_popularity
+    FROM reelscore.movies m
+    LEFT JOIN (
+      SELECT mv.movie_id %11$s
+      FROM (SELECT v.movie_id, np.slot,
+                   reelscore.normalize_with(np.normalization_type, np.args, v.raw_value) AS n
+            FROM reelscore.metric_values v
+            JOIN reelscore.metric_norm_params np ON np.metric_id = v.metric_id AND np.active
+            WHERE ($1 IS NULL OR v.movie_id = ANY ($1))
+            OFFSET 0) mv  -- OFFSET 0: normalize once per row, not once per FILTER aggregate
+      GROUP BY mv.movie_id
+    ) x ON x.movie_id = m.id
+    WHERE ($1 IS NULL OR m.id = ANY ($1))
+  $q$,
+    array_to_string(v_n, ', '), array_to_string(v_p, ', '),
+    coalesce(nullif(array_to_string(v_bits, ' + '), ''), '0'),
+    coalesce(nullif(array_to_string(v_p, ' + '), ''), '0'),
+    v_vs, v_cat[1], v_cat[2], v_cat[3], v_cat[4], v_cat[5], v_cols);
+END
+$$;
+
+-- Mean and median of each metric's normalized values (median imputation, shrinkage prior).
+CREATE OR REPLACE FUNCTION reelscore.refresh_score_stats() RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_n integer;
+BEGIN
+  DELETE FROM reelscore.metric_score_stats;
+  INSERT INTO reelscore.metric_score_stats (metric_id, mean_normalized, median_normalized, sample_size)
+  SELECT x.metric_id, avg(x.n), percentile_cont(0.5) WITHIN GROUP (ORDER BY x.n), count(*)
+  FROM (SELECT v.metric_id, reelscore.normalize_with(np.normalization_type, np.args, v.raw_value) AS n
+        FROM reelscore.metric_values v JOIN reelscore.metric_norm_params np ON np.metric_id = v.metric_id) x
+  WHERE x.n IS NOT NULL
+  GROUP BY x.metric_id;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  UPDATE reelscore.scoring_state SET stats_refreshed_at = clock_timestamp();
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.refresh_score_stats() IS
+  'Recompute each metric''s mean and median normalized value (used for median imputation and as the shrinkage prior). Returns the number of metrics.';
+
+-- Recompute the features of some movies (NULL: all); removes rows of movies that no longer exist.
+CREATE OR REPLACE FUNCTION reelscore.compute_features(p_movie_ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_n bigint;
+  v_defs bigint := reelscore.definitions_version();
+BEGIN
+  EXECUTE format($q$
+    INSERT INTO reelscore.movie_features AS f
+      (movie_id, nvec, pvec, present, n_present, cat_rating, cat_award, cat_financial, cat_cultural, cat_popularity,
+       definitions_version, computed_at, stale)
+    SELECT x.*, $2, now(), false FROM (%s) x
+    ON CONFLICT (movie_id) DO UPDATE SET
+      nvec = excluded.nvec, pvec = excluded.pvec, present = excluded.present, n_present = excluded.n_present,
+      cat_rating = excluded.cat_rating, cat_award = excluded.cat_award, cat_financial = excluded.cat_financial,
+      cat_cultural = excluded.cat_cultural, cat_popularity = excluded.cat_popularity,
+      definitions_version = excluded.definitions_version, computed_at = excluded.computed_at, stale = false
+    WHERE f.stale OR f.definitions_version <> excluded.definitions_version
+       OR (f.nvec, f.present, f.cat_rating, f.cat_award, f.cat_financial, f.cat_cultural, f.cat_popularity)
+          IS DISTINCT FROM (excluded.nvec, excluded.present, excluded.cat_rating, excluded.cat_award,
+                            excluded.cat_financial, excluded.cat_cultural, excluded.cat_popularity)
+  $q$, reelscore.features_sql()) USING p_movie_ids, v_defs;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  IF p_movie_ids IS NULL THEN
+    DELETE FROM reelscore.movie_features f WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = f.movie_id);
+    DELETE FROM reelscore.movie_scores s WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = s.movie_id);
+  ELSE
+    DELETE FROM reelscore.movie_features f WHERE f.movie_id = ANY (p_movie_ids)
+      AND NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = f.movie_id);
+    DELETE FROM reelscore.movie_scores s WHERE s.movie_id = ANY (p_movie_ids)
+      AND NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = s.movie_id);
+  END IF;
+  RETURN v_n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION reelscore.refresh_features() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_n bigint;
+BEGIN
+  PERFORM reelscore.refresh_score_stats();
+  v_n := reelscore.compute_features(NULL);
+  UPDATE reelscore.scoring_state SET features_refreshed_at = clock_timestamp();
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.refresh_features() IS
+  'Rebuild every movie''s features (normalized vector by slot, presence, category means) from the raw values and the current definitions, after refreshing the per-metric mean/median. Rows that did not change are not rewritten. Returns the number of rows written. Follow with refresh_scores().';
+
+-- ---------------------------------------------------------------------------------------
+-- Ad-hoc weights: {"categories": {...}, "metrics": {...}, "config": {...}, "profile": "base"}
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.parse_adhoc_weights(p_weights jsonb,
+  OUT category_weights double precision[], OUT metric_weights jsonb, OUT config jsonb)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+DECLARE
+  v_base reelscore.weight_profile_versions%ROWTYPE;
+  v_sum float8;
+  v_key text;
+BEGIN
+  IF p_weights IS NULL OR jsonb_typeof(p_weights) <> 'object' THEN
+    RAISE EXCEPTION 'ad-hoc weights must be a JSON object {"categories": {...}, "metrics": {...}}, got %',
+                    coalesce(p_weights::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  FOR v_key IN SELECT jsonb_object_keys(p_weights) LOOP
+    IF v_key NOT IN ('categories', 'metrics', 'config', 'profile') THEN
+      RAISE EXCEPTION 'unknown key in ad-hoc weights: %', quote_literal(v_key)
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'Keys: categories, metrics, config, profile.';
+    END IF;
+  END LOOP;
+  SELECT v.* INTO v_base
+  FROM reelscore.weight_profiles p
+  JOIN reelscore.weight_profile_versions v ON v.profile_id = p.id AND v.version = p.current_version
+  WHERE p.id = CASE WHEN p_weights ? 'profile' THEN reelscore.profile_id(p_weights ->> 'profile')
+                    ELSE (SELECT d.id FROM reelscore.weight_profiles d WHERE d.is_default LIMIT 1) END;
+  IF p_weights ? 'categories' THEN
+    category_weights := reelscore.parse_category_weights(p_weights -> 'categories', false);
+  ELSE
+    category_weights := ARRAY[coalesce(v_base.rating_weight, 0.25), coalesce(v_base.award_weight, 0.25),
+                              coalesce(v_base.financial_weight, 0.25), coalesce(v_base.cultural_weight, 0.25),
+                              coalesce(v_base.popularity_weight, 0)];
+  END IF;
+  v_sum := category_weights[1] + category_weights[2] + category_weights[3] + category_weights[4] + category_weights[5];
+  IF v_sum <= 0 THEN
+    RAISE EXCEPTION 'ad-hoc category weights sum to 0: at least one category needs a weight'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  category_weights := ARRAY[category_weights[1] / v_sum, category_weights[2] / v_sum, category_weights[3] / v_sum,
+                            category_weights[4] / v_sum, category_weights[5] / v_sum];
+  metric_weights := CASE WHEN p_weights ? 'profile' THEN coalesce(v_base.metric_weights, '{}') ELSE '{}' END
+                    || reelscore.parse_metric_weights(p_weights -> 'metrics');
+  -- a null in "metrics" drops the base profile's override
+  IF jsonb_typeof(p_weights -> 'metrics') = 'object' THEN
+    metric_weights := metric_weights - ARRAY(SELECT e.key FROM jsonb_each(p_weights -> 'metrics') e
+                                            WHERE jsonb_typeof(e.value) = 'null');
+  END IF;
+  config := reelscore.validate_profile_config(
+              CASE WHEN p_weights ? 'config' THEN p_weights -> 'config'
+                   WHEN p_weights ? 'profile' THEN v_base.config ELSE '{}' END);
+END
+$$;
+COMMENT ON FUNCTION reelscore.parse_adhoc_weights(jsonb) IS
+  'Validate ad-hoc weights {"categories": {"rating": 0.5, ...}, "metrics": {"imdb_rating": 2.0, ...}, "config": {...}, "profile": "base_profile"}: categories are rescaled to sum 1 (absent: the base or default profile''s); metrics override the base profile''s per-metric weights. Errors 22023 name the unknown category, metric or key.';
+
+-- ---------------------------------------------------------------------------------------
+-- Fresh from raw values: the step-by-step breakdown of one movie under a set of weights
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.score_breakdown(p_movie_id bigint, p_cw double precision[],
+                                                    p_metric jsonb, p_config jsonb)
+RETURNS TABLE (category text, metric_code text, metric_name text, slot smallint, raw_value double precision,
+               normalized_value double precision, used_value double precision, status text,
+               category_weight double precision, metric_weight double precision,
+               metric_weight_share double precision, effective_weight double precision,
+               applied_weight double precision, contribution double precision)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  WITH v AS (
+    SELECT pl.*, d.name::text AS metric_name, mv.raw_value,
+           CASE WHEN mv.raw_value IS NOT NULL
+                THEN reelscore.normalize_with(np.normalization_type, np.args, mv.raw_value) END AS nz,
+           vv.raw_value AS votes
+    FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
+    JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
+    JOIN reelscore.metric_norm_params np ON np.metric_id = pl.metric_id
+    LEFT JOIN reelscore.metric_values mv ON mv.movie_id = p_movie_id AND mv.metric_id = pl.metric_id
+    LEFT JOIN reelscore.metric_values vv ON vv.movie_id = p_movie_id AND vv.metric_id = pl.shrink_votes_metric_id
+  ), u AS (
+    SELECT v.*,
+           CASE WHEN v.nz IS NOT NULL AND v.shrink_m > 0 AND v.votes >= 0 AND v.shrink_prior IS NOT NULL
+                  THEN v.votes / (v.votes + v.shrink_m) * v.nz + v.shrink_m / (v.votes + v.shrink_m) * v.shrink_prior
+                WHEN v.nz IS NOT NULL THEN v.nz
+                WHEN v.raw_value IS NULL THEN v.impute_value END AS base,
+           CASE WHEN v.nz IS NOT NULL THEN 'present'
+                WHEN v.raw_value IS NOT NULL THEN 'unnormalizable'
+                WHEN v.impute_value IS NOT NULL THEN 'imputed'
+                ELSE 'missing' END AS status
+    FROM v
+  ), w AS (
+    SELECT u.*, CASE WHEN u.invert THEN 1 - u.base ELSE u.base END AS used,
+           (u.base IS NOT NULL AND u.metric_weight > 0 AND u.category_weight > 0) AS counts
+    FROM u
+  ), c AS (
+    SELECT w.category AS cat, max(w.category_weight) AS cw,
+           sum(w.metric_weight) FILTER (WHERE w.counts) AS den
+    FROM w GROUP BY w.category
+  ), t AS (
+    SELECT sum(c.cw) FILTER (WHERE c.den > 0) AS tot FROM c
+  )
+  SELECT w.category, w.metric_code, w.metric_name, w.slot, w.raw_value, w.nz, w.used, w.status,
+         w.category_weight, w.metric_weight, w.metric_weight_share, w.effective_weight,
+         CASE WHEN w.counts THEN w.category_weight / t.tot * w.metric_weight / c.den ELSE 0 END,
+         CASE WHEN w.counts THEN w.category_weight / t.tot * w.metric_weight / c.den * w.used ELSE 0 END
+  FROM w JOIN c ON c.cat = w.category CROSS JOIN t
+$$;
+COMMENT ON FUNCTION reelscore.score_breakdown(bigint, float8[], jsonb, jsonb) IS
+  'One row per metric definition: raw, normalized and used value (after shrinkage/inversion/imputation), status (present, imputed, missing, unnormalizable), category weight, metric weight share, effective weight, applied weight (renormalized over what the movie has) and contribution (applied weight x used value; contributions sum to the score).';
+
+CREATE OR REPLACE FUNCTION reelscore.profile_weights_args(p_profile_id bigint,
+  OUT category_weights double precision[], OUT metric_weights jsonb, OUT config jsonb, OUT version integer)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT ARRAY[v.rating_weight, v.award_weight, v.financial_weight, v.cultural_weight, v.popularity_weight],
+         v.metric_weights, v.config, v.version
+  FROM reelscore.weight_profiles p
+  JOIN reelscore.weight_profile_versions v ON v.profile_id = p.id AND v.version = p.current_version
+  WHERE p.id = p_profile_id
+$$;
+
+CREATE OR REPLACE FUNCTION reelscore.check_movie(p_movie_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = p_movie_id) THEN
+    RAISE EXCEPTION 'unknown movie: %', coalesce(p_movie_id::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION reelscore.explain_score(movie_id bigint, profile text DEFAULT 'balanced',
+                                                   p_include_missing boolean DEFAULT false)
+RETURNS TABLE (category text, metric_code text, metric_name text, raw_value double precision,
+               normalized_value double precision, used_value double precision, status text,
+               category_weight double precision, metric_weight_share double precision,
+               effective_weight double precision, applied_weight double precision, contribution double precision)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  a record;
+BEGIN
+  PERFORM reelscore.check_movie(explain_score.movie_id);
+  SELECT * INTO a FROM reelscore.profile_weights_args(reelscore.profile_id(explain_score.profile));
+  RETURN QUERY
+  SELECT b.category, b.metric_code, b.metric_name, b.raw_value, b.normalized_value, b.used_value, b.status,
+         b.category_weight, b.metric_weight_share, b.effective_weight, b.applied_weight, b.contribution
+  FROM reelscore.score_breakdown(explain_score.movie_id, a.category_weights, a.metric_weights, a.config) b
+  WHERE p_include_missing OR b.applied_weight > 0
+  ORDER BY array_position(reelscore.score_categories(), b.category), b.slot;
+END
+$$;
+COMMENT ON FUNCTION reelscore.explain_score(bigint, text, boolean) IS
+  'Step-by-step score of a movie under a profile, fresh from raw values: per metric used, raw value, normalized value, used value (after shrinkage, inversion or imputation), category weight, metric weight share, effective weight = category weight x share, applied weight (renormalized over the categories and metrics the movie has) and contribution = applied weight x used value. Contributions sum to movie_score(). p_include_missing adds the metrics that did not count (status missing, zero contribution).';
+
+CREATE OR REPLACE FUNCTION reelscore.explain_score_adhoc(movie_id bigint, weights jsonb,
+                                                         p_include_missing boolean DEFAULT false)
+RETURNS TABLE (category text, metric_code text, metric_name text, raw_value double precision,
+               normalized_value double precision, used_value double precision, status text,
+               category_weight double precision, metric_weight_share double precision,
+               effective_weight double precision, applied_weight double precision, contribution double precision)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  a record;
+BEGIN
+  PERFORM reelscore.check_movie(explain_score_adhoc.movie_id);
+  SELECT * INTO a FROM reelscore.parse_adhoc_weights(weights);
+  RETURN QUERY
+  SELECT b.category, b.metric_code, b.metric_name, b.raw_value, b.normalized_value, b.used_value, b.status,
+         b.category_weight, b.metric_weight_share, b.effective_weight, b.applied_weight, b.contribution
+  FROM reelscore.score_breakdown(explain_score_adhoc.movie_id, a.category_weights, a.metric_weights, a.config) b
+  WHERE p_include_missing OR b.applied_weight > 0
+  ORDER BY array_position(reelscore.score_categories(), b.category), b.slot;
+END
+$$;
+COMMENT ON FUNCTION reelscore.explain_score_adhoc(bigint, jsonb, boolean) IS
+  'explain_score() under ad-hoc weights (format: see parse_adhoc_weights).';
+
+-- Score and confidence of one movie, fresh from raw values.
+CREATE OR REPLACE FUNCTION reelscore.score_fresh(p_movie_id bigint, p_cw double precision[], p_metric jsonb,
+                                                p_config jsonb, OUT score double precision, OUT confidence double precision)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT CASE WHEN bool_or(b.applied_weight > 0) THEN sum(b.contribution) END,
+         coalesce(sum(b.effective_weight) FILTER (WHERE b.status = 'present'), 0)
+  FROM reelscore.score_breakdown(p_movie_id, p_cw, p_metric, p_config) b
+$$;
+
+-- ---------------------------------------------------------------------------------------
+-- Set-based scoring over movie_features: one wide expression per profile
+-- ---------------------------------------------------------------------------------------
+-- SQL text: SELECT movie_id, score, confidence FROM movie_features f ... WHERE <p_filter>.
+-- Per category either the stored registry-weighted mean (when the weights are the registry's,
+-- up to a factor, with no imputation, inversion or shrinkage) or inner products of the
+-- normalized and presence vectors with constant weight vectors (see docs/scoring.md).
+CREATE OR REPLACE FUNCTION reelscore.score_sql(p_cw double precision[], p_metric jsonb, p_config jsonb,
+                                              p_filter text DEFAULT 'true')
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_vs text := reelscore.vector_schema();
+  v_cats text[] := reelscore.score_categories();
+  v_inner text[] := '{}';
+  v_outer_num text[] := '{}';
+  v_outer_den text[] := '{}';
+  v_joins text := '';
+  v_shrink text;
+  v_a float8[]; v_b float8[]; v_d float8[]; v_e float8[];
+  v_k float8; v_l float8; v_lambda float8; v_fast boolean; v_sumw float8;
+  v_s text; v_conf text;
+  i integer;
+  r record;
+BEGIN
+  v_e := array_fill(0::float8, ARRAY[32]);
+  FOR i IN 1..5 LOOP
+    SELECT sum(pl.metric_weight) INTO v_sumw FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
+    WHERE pl.category = v_cats[i];
+    CONTINUE WHEN coalesce(p_cw[i], 0) <= 0 OR coalesce(v_sumw, 0) <= 0;
+    v_a := array_fill(0::float8, ARRAY[32]); v_b := v_a; v_d := v_a;
+    v_k := 0; v_l := 0; v_fast := true; v_shrink := '';
+    -- registry proportionality factor
+    SELECT sum(pl.metric_weight) / nullif(sum(d.normalized_weight) FILTER (WHERE d.active), 0) INTO v_lambda
+    FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
+    WHERE pl.category = v_cats[i];
+    FOR r IN SELECT pl.*, d.normalized_weight AS nw, d.active
+             FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
+             JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
+             WHERE pl.category = v_cats[i] LOOP
+      IF r.active AND (v_lambda IS NULL OR abs(r.metric_weight - v_lambda * r.nw) > 1e-12 * greatest(1, r.metric_weight)) THEN
+        v_fast := false;
+      END IF;
+      CONTINUE WHEN r.metric_weight <= 0;
+      v_e[r.slot] := r.effective_weight;
+      IF r.invert OR r.impute_value IS NOT NULL OR (r.shrink_m > 0 AND r.shrink_votes_metric_id IS NOT NULL
+                                                    AND r.shrink_prior IS NOT NULL) THEN
+        v_fast := false;
+      END IF;
+      v_a[r.slot] := r.metric_weight * CASE WHEN r.invert THEN -1 ELSE 1 END;
+      v_b[r.slot] := r.metric_weight * CASE WHEN r.invert THEN 1 ELSE 0 END;
+      v_d[r.slot] := r.metric_weight;
+      IF r.impute_value IS NOT NULL THEN
+        v_b[r.slot] := v_b[r.slot] - r.metric_weight * CASE WHEN r.invert THEN 1 - r.impute_value ELSE r.impute_value END;
+        v_k := v_k + r.metric_weight * CASE WHEN r.invert THEN 1 - r.impute_value ELSE r.impute_value END;
+        v_d[r.slot] := 0;
+        v_l := v_l + r.metric_weight;
+      END IF;
+      IF r.shrink_m > 0 AND r.shrink_votes_metric_id IS NOT NULL AND r.shrink_prior IS NOT NULL THEN
+        -- w * sign * p * m/(V+m) * (C - n): the IMDb weighted-rating correction, where the vote count is known
+        v_joins := v_joins || format(
+          ' LEFT JOIN reelscore.metric_values sv%1$s ON sv%1$s.movie_id = f.movie_id AND sv%1$s.metric_id = %2$s',
+          r.slot, r.shrink_votes_metric_id);
+        v_shrink := v_shrink || format(
+          ' + coalesce(%1$s * get_bit(f.present, %2$s) * (%3$s / (sv%4$s.raw_value + %3$s)) * (%5$s - (f.nvec::real[])[%4$s]), 0)',
+          r.metric_weight * CASE WHEN r.invert THEN -1 ELSE 1 END, r.slot - 1, r.shrink_m, r.slot, r.shrink_prior);
+      END IF;
+    END LOOP;
+    IF v_fast THEN
+      v_inner := v_inner || format('f.cat_%s AS s%s', v_cats[i], i);
+    ELSE
+      v_inner := v_inner || format(
+        '(%1$I.inner_product(f.nvec, %2$L::%1$I.vector) + %1$I.inner_product(f.pvec, %3$L::%1$I.vector) + %4$s%5$s)'
+        ' / nullif(%1$I.inner_product(f.pvec, %6$L::%1$I.vector) + %7$s, 0) AS s%8$s',
+        v_vs, '[' || array_to_string(v_a, ',') || ']', '[' || array_to_string(v_b, ',') || ']', v_k, v_shrink,
+        '[' || array_to_string(v_d, ',') || ']', v_l, i);
+    END IF;
+    v_outer_num := v_outer_num || format('%s * coalesce(q.s%s, 0)', p_cw[i], i);
+    v_outer_den := v_outer_den || format('CASE WHEN q.s%s IS NOT NULL THEN %s ELSE 0 END', i, p_cw[i]);
+  END LOOP;
+  v_conf := format('%1$I.inner_product(f.pvec, %2$L::%1$I.vector)', v_vs, '[' || array_to_string(v_e, ',') || ']');
+  IF cardinality(v_inner) = 0 THEN
+    RETURN format('SELECT f.movie_id, NULL::float8 AS score, 0::float8 AS confidence FROM reelscore.movie_features f WHERE %s',
+                  p_filter);
+  END IF;
+  RETURN format(
+    'SELECT q.movie_id, (%1$s) / nullif(%2$s, 0) AS score, q.confidence '
+    'FROM (SELECT f.movie_id, %3$s AS confidence, %4$s FROM reelscore.movie_features f%5$s WHERE %6$s OFFSET 0) q',
+    array_to_string(v_outer_num, ' + '), array_to_string(v_outer_den, ' + '), v_conf,
+    array_to_string(v_inner, ', '), v_joins, p_filter);
+END
+$$;
+COMMENT ON FUNCTION reelscore.score_sql(float8[], jsonb, jsonb, text) IS
+  'The set-based scoring query for a set of weights: SELECT movie_id, score, confidence over movie_features (one wide expression, no GROUP BY), restricted by p_filter (SQL text built by the caller).';
+
+-- ---------------------------------------------------------------------------------------
+-- Precomputed scores
+-- ---------------------------------------------------------------------------------------
+-- Full rescore of one profile: build its partition anew and swap it in (build-and-swap, so
+-- readers see the old scores until the commit). SECURITY DEFINER: it creates, attaches and
+-- drops partitions, which the admin role cannot do itself; it takes only a profile id.
+CREATE OR REPLACE FUNCTION reelscore.rescore_profile_id(p_profile_id bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  a record;
+  v_p record;
+  v_part text := format('movie_scores_p%s', p_profile_id);
+  v_new text := format('movie_scores_p%s_new%s', p_profile_id, txid_current());  -- unique: index names are schema-wide
+  v_defs bigint := reelscore.definitions_version();
+  v_stats timestamptz;
+  v_n bigint;
+  v_t0 timestamptz := clock_timestamp();
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('reelscore.movie_scores'), p_profile_id::integer);
+  SELECT p.id, p.active, coalesce((p.config ->> 'precompute')::boolean, true) AS precompute INTO v_p
+  FROM reelscore.weight_profiles p WHERE p.id = p_profile_id;
+  IF NOT FOUND OR NOT v_p.active OR NOT v_p.precompute THEN
+    IF to_regclass(format('reelscore.%I', v_part)) IS NOT NULL THEN
+      EXECUTE format('DROP TABLE reelscore.%I', v_part);
+    END IF;
+    DELETE FROM reelscore.profile_score_state s WHERE s.profile_id = p_profile_id;
+    RETURN 0;
+  END IF;
+  SELECT * INTO a FROM reelscore.profile_weights_args(p_profile_id);
+  SELECT s.stats_refreshed_at INTO v_stats FROM reelscore.scoring_state s;
+  IF to_regclass(format('reelscore.%I', v_new)) IS NOT NULL THEN
+    EXECUTE format('DROP TABLE reelscore.%I', v_new);
+  END IF;
+  EXECUTE format('CREATE TABLE reelscore.%I (LIKE reelscore.movie_scores INCLUDING DEFAULTS)', v_new);
+  EXECUTE format(
+    'INSERT INTO reelscore.%I (profile_id, movie_id, score, confidence, profile_version, definitions_version, computed_at) '
+    'SELECT %s, x.movie_id, x.score, x.confidence, %s, %s, now() FROM (%s) x',
+    v_new, p_profile_id, a.version, v_defs, reelscore.score_sql(a.category_weights, a.metric_weights, a.config));
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I CHECK (profile_id = %s)', v_new, v_new || '_check', p_profile_id);
+  EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (profile_id, movie_id)', v_new, v_new || '_pkey');
+  EXECUTE format('CREATE INDEX %I ON reelscore.%I (profile_id, score DESC NULLS LAST, movie_id)', v_new || '_top', v_new);
+  IF to_regclass(format('reelscore.%I', v_part)) IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE reelscore.movie_scores DETACH PARTITION reelscore.%I', v_part);
+    EXECUTE format('DROP TABLE reelscore.%I', v_part);
+  END IF;
+  EXECUTE format('ALTER TABLE reelscore.%I RENAME TO %I', v_new, v_part);
+  EXECUTE format('ALTER TABLE reelscore.%I RENAME CONSTRAINT %I TO %I', v_part, v_new || '_pkey', v_part || '_pkey');
+  EXECUTE format('ALTER TABLE reelscore.%I RENAME CONSTRAINT %I TO %I', v_part, v_new || '_check', v_part || '_check');
+  EXECUTE format('ALTER INDEX reelscore.%I RENAME TO %I', v_new || '_top', v_part || '_top');
+  EXECUTE format('ANALYZE reelscore.%I', v_part);
+  EXECUTE format('ALTER TABLE reelscore.movie_scores ATTACH PARTITION reelscore.%I FOR VALUES IN (%s)', v_part, p_profile_id);
+  INSERT INTO reelscore.profile_score_state AS s
+    (profile_id, profile_version, definitions_version, stats_refreshed_at, movies, seconds, computed_at)
+  VALUES (p_profile_id, a.version, v_defs, v_stats, v_n, extract(epoch FROM clock_timestamp() - v_t0), now())
+  ON CONFLICT (profile_id) DO UPDATE SET profile_version = excluded.profile_version,
+    definitions_version = excluded.definitions_version, stats_refreshed_at = excluded.stats_refreshed_at,
+    movies = excluded.movies, seconds = excluded.seconds, computed_at = excluded.computed_at;
+  RETURN v_n;
+END
+$$;
+REVOKE ALL ON FUNCTION reelscore.rescore_profile_id(bigint) FROM PUBLIC;
+COMMENT ON FUNCTION reelscore.rescore_profile_id(bigint) IS
+  'Full rescore of one profile from movie_features into its movie_scores partition (build and swap). Returns the number of movies.';
+
+-- Rescore some movies: recompute their features, then their scores under every precomputed profile.
+CREATE OR REPLACE FUNCTION reelscore.rescore_movies(p_movie_ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  a record;
+  r record;
+  v_defs bigint := reelscore.definitions_version();
+  v_n bigint := 0;
+  v_k bigint;
+BEGIN
+  IF p_movie_ids IS NULL OR cardinality(p_movie_ids) = 0 THEN
+    RETURN 0;
+  END IF;
+  PERFORM reelscore.compute_features(p_movie_ids);
+  FOR r IN SELECT s.profile_id FROM reelscore.profile_score_state s
+           JOIN reelscore.weight_profiles p ON p.id = s.profile_id LOOP
+    SELECT * INTO a FROM reelscore.profile_weights_args(r.profile_id);
+    EXECUTE format(
+      'INSERT INTO reelscore.movie_scores AS s (profile_id, movie_id, score, confidence, profile_version, definitions_version, computed_at) '
+      'SELECT %s, x.movie_id, x.score, x.confidence, %s, %s, now() FROM (%s) x '
+      'ON CONFLICT (profile_id, movie_id) DO UPDATE SET score = excluded.score, confidence = excluded.confidence, '
+      'profile_version = excluded.profile_version, definitions_version = excluded.definitions_version, computed_at = excluded.computed_at',
+      r.profile_id, a.version, v_defs,
+      reelscore.score_sql(a.category_weights, a.metric_weights, a.config, 'f.movie_id = ANY ($1)'))
+    USING p_movie_ids;
+    GET DIAGNOSTICS v_k = ROW_COUNT;
+    v_n := v_n + v_k;
+  END LOOP;
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.rescore_movies(bigint[]) IS
+  'Recompute the features of these movies from their raw values and their precomputed scores under every profile, set-based. Returns the number of score rows written.';
+
+-- Raw value changes: statement-level triggers with transition tables. Small changes are
+-- rescored in the same transaction; large ones (more movies than reelscore.incremental_limit,
+-- default 20000) or any change while reelscore.defer_scoring = on only mark the features
+-- stale: refresh_scores() (pg_cron or the CLI loop) rescores them.
+CREATE OR REPLACE FUNCTION reelscore.values_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER
+AS $$
+DECLARE
+  v_ids bigint[];
+  v_limit integer := coalesce(nullif(current_setting('reelscore.incremental_limit', true), '')::integer, 20000);
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    SELECT array_agg(DISTINCT n.movie_id) INTO v_ids FROM new_rows n;
+  ELSIF TG_OP = 'DELETE' THEN
+    SELECT array_agg(DISTINCT o.movie_id) INTO v_ids FROM old_rows o;
+  ELSE
+    SELECT array_agg(DISTINCT x.movie_id) INTO v_ids FROM (
+      SELECT n.movie_id FROM new_rows n
+      LEFT JOIN old_rows o ON o.movie_id = n.movie_id AND o.metric_id = n.metric_id
+      WHERE o.raw_value IS DISTINCT FROM n.raw_value OR o.movie_id IS NULL
+      UNION ALL
+      SELECT o.movie_id FROM old_rows o
+      LEFT JOIN new_rows n ON o.movie_id = n.movie_id AND o.metric_id = n.metric_id
+      WHERE n.movie_id IS NULL) x;
+  END IF;
+  IF v_ids IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF coalesce(current_setting('reelscore.defer_scoring', true), '') = 'on' OR cardinality(v_ids) > v_limit THEN
+    PERFORM reelscore.mark_features_stale(v_ids);
+  ELSE
+    PERFORM reelscore.rescore_movies(v_ids);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER metric_values_scoring_ins
+  AFTER INSERT ON reelscore.metric_values REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION reelscore.values_changed();
+CREATE OR REPLACE TRIGGER metric_values_scoring_upd
+  AFTER UPDATE ON reelscore.metric_values REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION reelscore.values_changed();
+CREATE OR REPLACE TRIGGER metric_values_scoring_del
+  AFTER DELETE ON reelscore.metric_values REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION reelscore.values_changed();
+
+CREATE OR REPLACE FUNCTION reelscore.movies_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER
+AS $$
+BEGIN
+  DELETE FROM reelscore.movie_features f USING old_rows o WHERE f.movie_id = o.id;
+  DELETE FROM reelscore.movie_scores s USING old_rows o WHERE s.movie_id = o.id;
+  RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER movies_scoring_del
+  AFTER DELETE ON reelscore.movies REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION reelscore.movies_deleted();
+
+-- What is stale, per profile.
+CREATE OR REPLACE VIEW reelscore.score_staleness AS
+SELECT p.id AS profile_id, p.name AS profile, p.active, p.current_version,
+       s.profile_version AS scored_version, st.definitions_version AS current_definitions_version,
+       s.definitions_version AS scored_definitions_version, s.computed_at, s.movies, s.seconds,
+       (s.profile_id IS NULL AND p.active AND coalesce((p.config ->> 'precompute')::boolean, true)
+        OR s.profile_version IS DISTINCT FROM p.current_version AND s.profile_id IS NOT NULL
+        OR s.definitions_version < st.definitions_version
+        OR s.stats_refreshed_at IS DISTINCT FROM st.stats_refreshed_at AND s.profile_id IS NOT NULL) AS needs_full_rescore,
+       (SELECT count(*) FROM reelscore.movie_features f WHERE f.stale) AS stale_movies
+FROM reelscore.weight_profiles p
+CROSS JOIN reelscore.scoring_state st
+LEFT JOIN reelscore.profile_score_state s ON s.profile_id = p.id;
+COMMENT ON VIEW reelscore.score_staleness IS
+  'Per profile: the version and definitions version its precomputed scores were computed from, when, and whether a full rescore is due; plus the number of movies whose features are stale.';
+
+CREATE OR REPLACE FUNCTION reelscore.refresh_scores(profile text DEFAULT NULL)
+RETURNS TABLE (profile_name text, action text, movies bigint, seconds double precision)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_t0 timestamptz;
+  v_ids bigint[];
+  v_n bigint;
+  v_full boolean;
+  r record;
+BEGIN
+  -- 1. features: a full rebuild after definition changes, else the stale movies only
+  v_t0 := clock_timestamp();
+  SELECT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.definitions_version < reelscore.definitions_version())
+      OR (SELECT s.features_refreshed_at IS NULL FROM reelscore.scoring_state s)
+    INTO v_full;
+  IF v_full THEN
+    v_n := reelscore.refresh_features();
+    profile_name := NULL; action := 'features: full rebuild'; movies := v_n;
+    seconds := extract(epoch FROM clock_timestamp() - v_t0);
+    RETURN NEXT;
+  ELSE
+    SELECT array_agg(f.movie_id) INTO v_ids FROM reelscore.movie_features f WHERE f.stale;
+    IF v_ids IS NOT NULL THEN
+      PERFORM reelscore.rescore_movies(v_ids);
+      profile_name := NULL; action := 'stale movies rescored'; movies := cardinality(v_ids);
+      seconds := extract(epoch FROM clock_timestamp() - v_t0);
+      RETURN NEXT;
+    END IF;
+  END IF;
+  -- 2. profiles: the named one, or every one whose scores are due
+  FOR r IN SELECT s.profile_id, s.profile FROM reelscore.score_staleness s
+           WHERE (refresh_scores.profile IS NULL AND s.needs_full_rescore)
+              OR s.profile = refresh_scores.profile
+           ORDER BY s.profile_id LOOP
+    v_t0 := clock_timestamp();
+    v_n := reelscore.rescore_profile_id(r.profile_id);
+    profile_name := r.profile; action := 'full rescore'; movies := v_n;
+    seconds := extract(epoch FROM clock_timestamp() - v_t0);
+    RETURN NEXT;
+  END LOOP;
+  IF refresh_scores.profile IS NOT NULL AND NOT FOUND THEN
+    PERFORM reelscore.profile_id(refresh_scores.profile);  -- raises for an unknown profile
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION reelscore.refresh_scores(text) IS
+  'Bring precomputed scores up to date: rebuild features after definition changes (or rescore the movies whose features are stale), then fully rescore the given profile, or (NULL) every profile whose scores are due (see score_staleness). One row per step: profile, action, movies, seconds.';
+
+-- ---------------------------------------------------------------------------------------
+-- The public scoring API
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.movie_score_detail(movie_id bigint, profile text DEFAULT 'balanced',
+                                                        p_user_id bigint DEFAULT NULL)
+RETURNS TABLE (score double precision, confidence double precision, profile_name text, profile_version integer,
+               definitions_version bigint, computed_at timestamptz, source text)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_name text := CASE WHEN p_user_id IS NULL THEN profile
+                      ELSE reelscore.resolve_user_profile(p_user_id, profile) END;
+  v_id bigint;
+  v_ver integer;
+  a record;
+BEGIN
+  SELECT p.id, p.current_version INTO v_id, v_ver FROM reelscore.weight_profiles p WHERE p.name = v_name;
+  IF v_id IS NULL THEN
+    PERFORM reelscore.profile_id(v_name);
+  END IF;
+  RETURN QUERY
+  SELECT s.score, s.confidence, v_name, s.profile_version, s.definitions_version, s.computed_at, 'precomputed'::text
+  FROM reelscore.movie_scores s
+  WHERE s.profile_id = v_id AND s.movie_id = movie_score_detail.movie_id
+    AND s.profile_version = v_ver AND s.definitions_version = reelscore.definitions_version()
+    AND NOT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id AND f.stale);
+  IF FOUND THEN
+    RETURN;
+  END IF;
+  PERFORM reelscore.check_movie(movie_score_detail.movie_id);
+  SELECT * INTO a FROM reelscore.profile_weights_args(v_id);
+  RETURN QUERY
+  SELECT x.score, x.confidence, v_name, a.version, reelscore.definitions_version(), now(), 'fresh'::text
+  FROM reelscore.score_fresh(movie_score_detail.movie_id, a.category_weights, a.metric_weights, a.config) x;
+END
+$$;
+COMMENT ON FUNCTION reelscore.movie_score_detail(bigint, text, bigint) IS
+  'Score of a movie with its confidence, the profile (version) and definitions version it was computed from, and whether it was read precomputed or computed fresh from raw values (when the precomputed one is missing or stale). With p_user_id, the user''s profile (resolve_user_profile) replaces profile.';
+
+CREATE OR REPLACE FUNCTION reelscore.movie_score(movie_id bigint, profile text DEFAULT 'balanced',
+                                                 p_user_id bigint DEFAULT NULL)
+RETURNS double precision
+LANGUAGE sql STABLE SECURITY INVOKER
+AS $$ SELECT d.score FROM reelscore.movie_score_detail(movie_id, profile, p_user_id) d $$;
+COMMENT ON FUNCTION reelscore.movie_score(bigint, text, bigint) IS
+  'Score of a movie (0..1) under a profile: precomputed when fresh, else computed from raw values. NULL when the movie has no data in any weighted category. With p_user_id, the user''s profile (own, assigned, else profile). Errors 22023: unknown movie or profile.';
+
+CREATE OR REPLACE FUNCTION reelscore.score_movie_adhoc(movie_id bigint, weights jsonb) RETURNS double precision
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  a record;
+BEGIN
+  PERFORM reelscore.check_movie(score_movie_adhoc.movie_id);
+  SELECT * INTO a FROM reelscore.parse_adhoc_weights(weights);
+  RETURN (SELECT x.score FROM reelscore.score_fresh(score_movie_adhoc.movie_id, a.category_weights,
+                                                   a.metric_weights, a.config) x);
+END
+$$;
+COMMENT ON FUNCTION reelscore.score_movie_adhoc(bigint, jsonb) IS
+  'Score of a movie under unsaved weights {"categories": {"rating": 0.5, ...}, "metrics": {"imdb_rating": 2.0, ...}, "config": {...}, "profile": "base"} (see parse_adhoc_weights), fresh from raw values.';
+
+CREATE OR REPLACE FUNCTION reelscore.top_movies(profile text DEFAULT 'balanced', lim integer DEFAULT 50,
+                                                "off" integer DEFAULT 0)
+RETURNS TABLE (movie_id bigint, title text, score double precision, confidence double precision,
+               profile_version integer, computed_at timestamptz, stale boolean)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_id bigint := reelscore.profile_id(profile);
+  v_ver integer;
+  v_min float8;
+  v_defs bigint := reelscore.definitions_version();
+  a record;
+BEGIN
+  IF lim IS NULL OR lim < 0 OR "off" IS NULL OR "off" < 0 THEN
+    RAISE EXCEPTION 'lim and off must be >= 0, got % and %', lim, "off" USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT p.current_version, coalesce((p.config ->> 'min_confidence')::float8, 0) INTO v_ver, v_min
+  FROM reelscore.weight_profiles p WHERE p.id = v_id;
+  IF EXISTS (SELECT 1 FROM reelscore.profile_score_state s WHERE s.profile_id = v_id) THEN
+    RETURN QUERY
+    SELECT s.movie_id, m.title, s.score, s.confidence, s.profile_version, s.computed_at,
+           (s.profile_version <> v_ver OR s.definitions_version <> v_defs)
+    FROM reelscore.movie_scores s JOIN reelscore.movies m ON m.id = s.movie_id
+    WHERE s.profile_id = v_id AND s.score IS NOT NULL AND s.confidence >= v_min
+    ORDER BY s.score DESC NULLS LAST, s.movie_id
+    LIMIT lim OFFSET "off";
+  ELSE
+    -- not precomputed (config precompute = false, or not yet): exact, computed now
+    SELECT * INTO a FROM reelscore.profile_weights_args(v_id);
+    RETURN QUERY EXECUTE format(
+      'SELECT x.movie_id, m.title, x.score, x.confidence, %s, now(), false FROM (%s) x '
+      'JOIN reelscore.movies m ON m.id = x.movie_id WHERE x.score IS NOT NULL AND x.confidence >= $1 '
+      'ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3',
+      a.version, reelscore.score_sql(a.category_weights, a.metric_weights, a.config))
+    USING v_min, lim, "off";
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION reelscore.top_movies(text, integer, integer) IS
+  'The best movies under a profile (an index scan of its precomputed scores), best first, ties by movie id; movies below the profile''s config.min_confidence are left out. stale says the row was computed from an older profile or definitions version.';
+
+CREATE OR REPLACE FUNCTION reelscore.top_movies_adhoc(weights jsonb, lim integer DEFAULT 50, "off" integer DEFAULT 0)
+RETURNS TABLE (movie_id bigint, title text, score double precision, confidence double precision)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  a record;
+BEGIN
+  IF lim IS NULL OR lim < 0 OR "off" IS NULL OR "off" < 0 THEN
+    RAISE EXCEPTION 'lim and off must be >= 0, got % and %', lim, "off" USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT * INTO a FROM reelscore.parse_adhoc_weights(weights);
+  RETURN QUERY EXECUTE format(
+    'SELECT x.movie_id, m.title, x.score, x.confidence FROM (%s) x '
+    'JOIN reelscore.movies m ON m.id = x.movie_id WHERE x.score IS NOT NULL AND x.confidence >= $1 '
+    'ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3',
+    reelscore.score_sql(a.category_weights, a.metric_weights, a.config))
+  USING coalesce((a.config ->> 'min_confidence')::float8, 0), lim, "off";
+END
+$$;
+COMMENT ON FUNCTION reelscore.top_movies_adhoc(jsonb, integer, integer) IS
+  'The best movies under unsaved weights (format: see parse_adhoc_weights), exact: one set-based pass over movie_features. Returns movie_id, title, score, confidence.';
+
+CREATE OR REPLACE FUNCTION reelscore.explain_sentence(movie_id bigint, profile text DEFAULT 'balanced') RETURNS text
+LANGUAGE plpython3u STABLE SECURITY INVOKER
+AS $$
+if 'reelpy_import' not in GD:
+    exec(plpy.execute("SELECT source FROM reelscore.plpy_modules WHERE name = 'reelpy._loader'")[0]['source'], GD)
+return GD['reelpy_import'](plpy, GD, 'reelpy.explain').sentence_for(plpy, movie_id, profile)
+$$;
+COMMENT ON FUNCTION reelscore.explain_sentence(bigint, text) IS
+  'A short sentence saying why a movie scored as it did under a profile ("high because of strong critic reviews and two Oscar wins; no box-office data"), from explain_score().';
