@@ -4,6 +4,10 @@ reelscore.migrate_legacy() moves into movies and metric_values. The bulk path's 
 table is a per-session temp table created by reelscore.begin_load() (sql/200-ingest.sql),
 so it needs no table here.
 
+metric_values' two foreign keys are replaced by statement-level triggers (sql/200-ingest.sql,
+metric_values_check_refs and metric_values_referenced) with the same guarantees: a foreign
+key runs one check query per inserted row, which cost most of a bulk merge's time.
+
 Revision ID: 0005
 Revises: 0004
 """
@@ -17,6 +21,9 @@ depends_on = None
 
 def upgrade() -> None:
     run_sql(r"""
+    -- Checked per statement by triggers instead (sql/200-ingest.sql), see the docstring.
+    ALTER TABLE reelscore.metric_values DROP CONSTRAINT IF EXISTS metric_values_movie_id_fkey,
+                                        DROP CONSTRAINT IF EXISTS metric_values_metric_id_fkey;
     -- The old application's movies: metrics scattered in one JSONB column, e.g.
     -- {"tmdb": {"vote_average": 8.3, "vote_count": 31000, "popularity": 83.9,
     --           "budget": 160000000, "revenue": 836800000},
@@ -54,4 +61,15 @@ def upgrade() -> None:
 def downgrade() -> None:
     run_sql(r"""
     DROP TABLE IF EXISTS reelscore.legacy_festival_results, reelscore.legacy_movies CASCADE;
+    DROP TRIGGER IF EXISTS metric_values_check_refs_ins ON reelscore.metric_values;
+    DROP TRIGGER IF EXISTS metric_values_check_refs_upd ON reelscore.metric_values;
+    DROP TRIGGER IF EXISTS movies_cascade_values ON reelscore.movies;
+    DROP TRIGGER IF EXISTS movies_cascade_values_truncate ON reelscore.movies;
+    DROP TRIGGER IF EXISTS movies_key_values ON reelscore.movies;
+    DROP TRIGGER IF EXISTS metric_definitions_restrict_values ON reelscore.metric_definitions;
+    DROP TRIGGER IF EXISTS metric_definitions_restrict_values_truncate ON reelscore.metric_definitions;
+    DROP TRIGGER IF EXISTS metric_definitions_key_values ON reelscore.metric_definitions;
+    ALTER TABLE reelscore.metric_values
+      ADD CONSTRAINT metric_values_movie_id_fkey FOREIGN KEY (movie_id) REFERENCES reelscore.movies (id) ON DELETE CASCADE,
+      ADD CONSTRAINT metric_values_metric_id_fkey FOREIGN KEY (metric_id) REFERENCES reelscore.metric_definitions (id);
     """)
