@@ -79,3 +79,50 @@ GRANT EXECUTE ON FUNCTION
   reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),
   reelscore.parse_query(text)
   TO reelscore_read;
+
+-- == profiles and scoring ==
+GRANT SELECT ON reelscore.weight_profiles, reelscore.profile_metric_weights, reelscore.weight_profile_versions,
+  reelscore.weight_profile_activations, reelscore.weight_profile_history, reelscore.user_profile_assignments,
+  reelscore.movie_scores, reelscore.movie_features, reelscore.scoring_state, reelscore.profile_score_state,
+  reelscore.metric_score_stats, reelscore.score_staleness TO reelscore_read;
+GRANT EXECUTE ON FUNCTION
+  reelscore.score_categories(), reelscore.profile_sync_active(), reelscore.system_edit_allowed(),
+  reelscore.parse_category_weights(jsonb, boolean), reelscore.parse_metric_weights(jsonb),
+  reelscore.validate_profile_config(jsonb), reelscore.profile_id(text), reelscore.profile_snapshot(bigint),
+  reelscore.version_snapshot(bigint, integer), reelscore.resolve_user_profile(bigint, text),
+  reelscore.weights_plan(float8[], jsonb, jsonb), reelscore.profile_plan(bigint),
+  reelscore.profile_effective_weights(text), reelscore.definitions_version(), reelscore.vector_schema(),
+  reelscore.parse_adhoc_weights(jsonb), reelscore.score_breakdown(bigint, float8[], jsonb, jsonb),
+  reelscore.profile_weights_args(bigint), reelscore.check_movie(bigint),
+  reelscore.explain_score(bigint, text, boolean), reelscore.explain_score_adhoc(bigint, jsonb, boolean),
+  reelscore.score_fresh(bigint, float8[], jsonb, jsonb), reelscore.score_sql(float8[], jsonb, jsonb, text),
+  reelscore.movie_score_detail(bigint, text, bigint), reelscore.movie_score(bigint, text, bigint),
+  reelscore.score_movie_adhoc(bigint, jsonb), reelscore.top_movies(text, integer, integer),
+  reelscore.top_movies_adhoc(jsonb, integer, integer), reelscore.explain_sentence(bigint, text)
+  TO reelscore_read;
+-- Loading values rescores the touched movies in the loader's transaction (triggers run as the loader).
+GRANT INSERT, UPDATE, DELETE ON reelscore.movie_features, reelscore.movie_scores TO reelscore_write;
+GRANT UPDATE ON reelscore.scoring_state TO reelscore_write;
+GRANT EXECUTE ON FUNCTION
+  reelscore.mark_features_stale(bigint[]), reelscore.features_sql(), reelscore.compute_features(bigint[]),
+  reelscore.rescore_movies(bigint[]), reelscore.values_changed(), reelscore.movies_deleted()
+  TO reelscore_write;
+-- Editing profiles (history, versions, activations are written by triggers as the editor);
+-- full rescores go through the SECURITY DEFINER rescore_profile_id (it swaps partitions).
+GRANT INSERT, UPDATE, DELETE ON reelscore.weight_profiles, reelscore.profile_metric_weights,
+  reelscore.user_profile_assignments, reelscore.metric_score_stats, reelscore.profile_score_state
+  TO reelscore_admin;
+GRANT INSERT ON reelscore.weight_profile_versions, reelscore.weight_profile_activations,
+  reelscore.weight_profile_history TO reelscore_admin;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA reelscore TO reelscore_admin;
+GRANT EXECUTE ON FUNCTION
+  reelscore.raise_system_profile(text), reelscore.insert_profile_version(bigint, jsonb),
+  reelscore.apply_profile_version(bigint, integer, text), reelscore.profile_version_sync(),
+  reelscore.weight_profiles_guard(), reelscore.weight_profiles_record(), reelscore.profile_metric_weights_guard(),
+  reelscore.profile_metric_weights_record(), reelscore.profile_log_immutable(),
+  reelscore.weight_profile_activations_record(),
+  reelscore.save_profile(text, jsonb, jsonb, text, jsonb, bigint, jsonb, boolean),
+  reelscore.activate_profile_version(text, integer), reelscore.rollback_profile(text),
+  reelscore.definitions_changed(), reelscore.refresh_score_stats(), reelscore.refresh_features(),
+  reelscore.rescore_profile_id(bigint), reelscore.refresh_scores(text)
+  TO reelscore_admin;
