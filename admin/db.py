@@ -80,9 +80,12 @@ def query_one(sql: str, params: Any = None) -> dict[str, Any] | None:
     return get_db().execute(sql, params).fetchone()
 
 
-def function_exists(signature: str) -> bool:
-    """Whether a SQL function is installed (sections whose SQL is not there yet say so)."""
-    row = query_one("SELECT to_regprocedure(%s) IS NOT NULL AS ok", (signature,))
+def function_exists(name: str) -> bool:
+    """Whether a function reelscore.<name> is installed, any signature (sections whose SQL
+    is not there yet say so instead of failing)."""
+    row = query_one("""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                       WHERE p.pronamespace = 'reelscore'::regnamespace AND p.proname = %s) AS ok""",
+                    (name.removeprefix("reelscore."),))
     return bool(row and row["ok"])
 
 

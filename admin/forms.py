@@ -56,3 +56,14 @@ class DefinitionForm(ReasonMixin, FlaskForm):
 
 class EmptyForm(FlaskForm):
     """Only the CSRF token."""
+
+
+class ProfileForm(ReasonMixin, FlaskForm):
+    """Saving a profile: the weights come from the slider inputs (cat_*, m_*, en_*)."""
+    description = TextAreaField("Description", validators=[Length(max=2000)])
+
+
+class NewProfileForm(ReasonMixin, FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=50)])
+    copy_from = SelectField("Copy weights from", choices=[])
+    description = StringField("Description", validators=[Length(max=2000)])

@@ -22,10 +22,11 @@ CURVE_POINTS = 120
 
 # Coverage of each metric from the latest refresh snapshot (sql/500-coverage.sql writes it).
 _COVERAGE_SQL = """
-SELECT DISTINCT ON (s.metric_id) s.metric_id, s.coverage_percentage / 100.0 AS coverage,
-       s.movies_with_data, s.total_movies, s.last_calculated
-FROM reelscore.metric_coverage_stats s
-ORDER BY s.metric_id, s.last_calculated DESC
+SELECT c.metric_id, c.coverage_percentage / 100.0 AS coverage, c.below_threshold,
+       c.movies_with_data, c.total_movies, c.avg_value, c.min_value, c.max_value, c.median_value,
+       c.last_calculated
+FROM reelscore.metric_coverage c
+WHERE c.snapshot_id IS NOT NULL
 """
 
 # The curve: x values spread over the metric's useful raw range, chosen from its definition,
@@ -93,7 +94,7 @@ def index():
                        WHERE (%(c)s = '' OR d.category = %(c)s) AND (%(s)s = '' OR d.source = %(s)s)
                        ORDER BY d.slot""", {"c": category, "s": source})
     coverage = {}
-    if relation_exists("reelscore.metric_coverage_stats"):
+    if relation_exists("reelscore.metric_coverage"):
         coverage = {r["metric_id"]: r for r in query(_COVERAGE_SQL)}
     template = "metrics/_table.html" if request.headers.get("HX-Request") == "true" else "metrics/index.html"
     return render_template(template, metrics=metrics, options=options, category=category,
@@ -121,11 +122,8 @@ def _render_detail(d: dict, form: DefinitionForm, field_errors: dict | None = No
                        FROM reelscore.metric_definition_history WHERE metric_code = %s
                        ORDER BY changed_at DESC, id DESC LIMIT 20""", (d["code"],))
     coverage = None
-    if relation_exists("reelscore.metric_coverage_stats"):
-        coverage = query_one("""SELECT coverage_percentage / 100.0 AS coverage, movies_with_data, total_movies,
-                                       avg_value, min_value, max_value, median_value, last_calculated
-                                FROM reelscore.metric_coverage_stats WHERE metric_id = %s
-                                ORDER BY last_calculated DESC LIMIT 1""", (d["id"],))
+    if relation_exists("reelscore.metric_coverage"):
+        coverage = query_one(_COVERAGE_SQL + " AND c.metric_id = %s", (d["id"],))
     return render_template("metrics/detail.html", d=d, form=form, history=history, coverage=coverage,
                            field_errors=field_errors or {}, form_error=form_error), status
 

@@ -26,7 +26,7 @@ def fmt_num(value: Any, digits: int = 3) -> str:
         return "NaN"
     if abs(x) >= 10000:
         return f"{x:,.0f}"
-    if x == int(x) and abs(x) >= 1:
+    if x == int(x):
         return f"{int(x)}"
     return f"{x:.{digits}f}"
 

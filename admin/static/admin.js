@@ -29,7 +29,9 @@
       data: { datasets: [{ label: `${data.code} v${data.version}`, data: data.points || [], borderColor: PALETTE[0],
                            pointRadius: 0, borderWidth: 2, stepped: data.normalization_type === "custom" }] },
       options: { animation: false, maintainAspectRatio: false, parsing: false,
-        scales: { x: { type: data.xscale === "logarithmic" ? "logarithmic" : "linear", title: { display: true, text: "raw value" } },
+        scales: { x: data.xscale === "logarithmic"
+                       ? { type: "logarithmic", min: 1, title: { display: true, text: "raw value (log scale)" } }
+                       : { type: "linear", title: { display: true, text: "raw value" } },
                   y: { min: 0, max: 1, title: { display: true, text: "normalized" } } },
         plugins: { legend: { display: false } } }
     });
@@ -72,14 +74,41 @@
     root.querySelectorAll("canvas[data-bars]").forEach(drawBars);
   }
 
-  // Slider labels follow the slider; the htmx request itself carries the form.
+  // Category sliders: labels, the sum and the pie follow the sliders (display only; the
+  // preview request carries the raw values and the database does the scoring).
+  function categorySliders() { return Array.from(document.querySelectorAll("input[type=range][name^=cat_]")); }
+  function syncSliders() {
+    const sliders = categorySliders();
+    if (!sliders.length) { return; }
+    let sum = 0;
+    const weights = {};
+    sliders.forEach((s) => {
+      sum += Number(s.value);
+      weights[s.name.slice(4)] = Number(s.value);
+      const out = document.getElementById(s.id + "-value");
+      if (out) { out.textContent = Number(s.value).toFixed(2); }
+    });
+    const total = document.getElementById("weights-sum");
+    if (total) { total.textContent = sum.toFixed(2); }
+    const pie = charts["pie-main"];
+    if (pie) { pie.data.datasets[0].data = Object.values(weights); pie.update("none"); }
+  }
   document.addEventListener("input", (ev) => {
-    const t = ev.target;
-    if (t.matches("input[type=range]")) {
-      const out = document.getElementById(t.id + "-value");
-      if (out) { out.textContent = Number(t.value).toFixed(2); }
-    }
+    if (ev.target.matches("input[type=range]")) { syncSliders(); }
   });
+  document.addEventListener("click", (ev) => {
+    if (ev.target.id !== "rescale") { return; }
+    const sliders = categorySliders();
+    const sum = sliders.reduce((a, s) => a + Number(s.value), 0);
+    if (sum <= 0) { return; }
+    const scaled = sliders.map((s) => Math.round(100 * Number(s.value) / sum));
+    const biggest = scaled.indexOf(Math.max(...scaled));
+    scaled[biggest] += 100 - scaled.reduce((a, b) => a + b, 0);   // whole hundredths adding up to 1
+    sliders.forEach((s, i) => { s.value = (scaled[i] / 100).toFixed(2); });
+    syncSliders();
+    sliders[0].dispatchEvent(new Event("input", { bubbles: true }));
+  });
+  document.addEventListener("DOMContentLoaded", syncSliders);
 
   document.addEventListener("DOMContentLoaded", () => init(document));
   document.addEventListener("htmx:afterSettle", (ev) => init(ev.detail.elt));

@@ -318,3 +318,339 @@ def test_edit_saves_records_admin_and_reason_and_changes_the_curve(admin_client,
         assert p["y"] == pytest.approx(min(1.0, math.log(p["x"] + 1) / math.log(50001)), abs=1e-12)
     # the actor does not leak into the next request's connection
     assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reelscore-admin'").fetchone()[0] >= 1
+
+
+# --------------------------------------------------------------------------- data for scoring sections
+# (title, {metric code: raw value}); the last movie has no values at all.
+MOVIES = [
+    ("The Godfather", {"imdb_rating": 9.2, "imdb_vote_count": 2_000_000, "metacritic_score": 100,
+                       "rt_tomatometer": 97, "oscar_wins": 3, "oscar_nominations": 11, "afi_top_100": 2,
+                       "tmdb_budget": 6_000_000, "tmdb_popularity": 120}),
+    ("Parasite", {"imdb_rating": 8.5, "metacritic_score": 96, "oscar_wins": 4, "cannes_palme_dor": 1,
+                  "tmdb_popularity": 90}),
+    ("Avatar", {"imdb_rating": 7.9, "imdb_vote_count": 1_400_000, "metacritic_score": 83,
+                "bom_worldwide": 2_923_000_000, "tmdb_budget": 237_000_000, "tmdb_popularity": 400}),
+    ("Plan 9 from Outer Space", {"imdb_rating": 3.9, "rt_tomatometer": 66, "tmdb_popularity": 8}),
+    ("The Room", {"imdb_rating": 3.6, "metacritic_score": 9, "tmdb_budget": 6_000_000}),
+    ("100% Wolf", {"imdb_rating": 5.5}),
+    ("Unrated Obscurity", {}),
+]
+
+# The registry's rating formulas and within-category weights (seed inventory), for expected values.
+RATING = {
+    "imdb_rating": (lambda x: x / 10, 1.0),
+    "imdb_vote_count": (lambda x: min(1.0, math.log(x + 1) / math.log(10_000_001)), 0.5),
+    "metacritic_score": (lambda x: x / 100, 1.0),
+    "rt_tomatometer": (lambda x: x / 100, 1.0),
+}
+
+
+def rating_mean(values: dict) -> float | None:
+    """A movie's rating-category value: the weighted mean of its present rating metrics."""
+    present = [(f(values[c]), w) for c, (f, w) in RATING.items() if c in values]
+    if not present:
+        return None
+    return sum(v * w for v, w in present) / sum(w for _, w in present)
+
+
+@pytest.fixture(scope="module")
+def movie_ids(db_url):
+    import psycopg
+    ids = {}
+    with psycopg.connect(db_url, autocommit=True) as c:
+        for title, values in MOVIES:
+            mid = c.execute("INSERT INTO reelscore.movies (title) VALUES (%s) RETURNING id", (title,)).fetchone()[0]
+            ids[title] = mid
+            for code, raw in values.items():
+                c.execute("INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value) "
+                          "SELECT %s, id, %s FROM reelscore.metric_definitions WHERE code = %s", (mid, raw, code))
+        c.execute("SELECT * FROM reelscore.refresh_scores()")
+        try:
+            c.execute("SELECT reelscore.refresh_coverage()")
+        except psycopg.Error as exc:  # reported by the coverage tests themselves
+            print(f"refresh_coverage failed: {exc}")
+    return ids
+
+
+def weights_query(**cats) -> str:
+    return "&".join(f"cat_{c}={cats.get(c, 0)}" for c in ["rating", "award", "financial", "cultural", "popularity"])
+
+
+# --------------------------------------------------------------------------- profiles
+def test_profiles_cards_show_pie_weights_and_badges(viewer_client, conn, movie_ids):
+    conn.execute("SELECT reelscore.save_profile('ml_learned', '{\"rating\": 0.6, \"award\": 0.4}', NULL, 'learned', "
+                 "NULL, NULL, '{\"model_version\": \"lr_v1\", \"accuracy\": 0.87, \"sample_size\": 1234}')")
+    r = viewer_client.get("/profiles/")
+    assert r.status_code == 200
+    cards = dict(re.findall(r'<article class="card profile-card" data-name="([^"]+)">(.*?)</article>', r.text, re.S))
+    names = {n for (n,) in conn.execute("SELECT name FROM reelscore.weight_profiles")}
+    assert set(cards) == names
+    assert "system" in cards["balanced"] and "system" not in cards["ml_learned"]
+    assert "ML lr_v1" in cards["ml_learned"] and "0.87" in cards["ml_learned"] and "1234" in cards["ml_learned"]
+    import html as h
+    import json
+    pie = json.loads(h.unescape(re.search(r"data-weights='([^']+)'", cards["critics_choice"]).group(1)))
+    assert pie == {"rating": 0.5, "award": 0.25, "financial": 0.0, "cultural": 0.25, "popularity": 0.0}
+
+
+def test_profile_page_effective_weights_are_category_times_share(viewer_client, movie_ids):
+    r = viewer_client.get("/profiles/critics_choice")
+    assert r.status_code == 200
+    rows = dict(re.findall(r'<tr data-code="([^"]+)">.*?<td class="num effective-weight">([^<]+)</td>', r.text, re.S))
+    # critics_choice: rating 0.5; within rating metacritic 2.0, tomatometer 2.0, imdb/tmdb/audience 0.5, votes off
+    share = 2.0 / (2.0 + 2.0 + 0.5 + 0.5 + 0.5)
+    assert float(rows["metacritic_score"]) == pytest.approx(0.5 * share, abs=5e-5)
+    assert float(rows["imdb_vote_count"]) == 0
+    assert float(rows["tmdb_budget"]) == 0  # financial weighs 0
+    assert "read-only" in r.text and 'id="save-profile"' not in r.text
+
+
+def test_profile_page_unknown_profile(viewer_client):
+    r = viewer_client.get("/profiles/nope")
+    assert r.status_code == 404 and "nope" in r.text
+
+
+def test_preview_ranks_by_adhoc_weights(viewer_client, movie_ids):
+    r = viewer_client.get(f"/profiles/balanced/preview?{weights_query(rating=1)}", headers={"HX-Request": "true"})
+    assert r.status_code == 200
+    shown = [int(x) for x in re.findall(r'<tr data-movie="(\d+)">', r.text)]
+    scores = [float(x) for x in re.findall(r'<td class="num score">([^<]+)</td>', r.text)]
+    expected = sorted(((rating_mean(v), movie_ids[t]) for t, v in MOVIES if rating_mean(v) is not None),
+                      key=lambda x: (-x[0], x[1]))
+    assert shown == [mid for _, mid in expected]
+    assert scores == pytest.approx([round(s, 4) for s, _ in expected], abs=1e-4)
+    # unnormalized slider values are rescaled: 0.3 on rating alone ranks the same
+    r2 = viewer_client.get(f"/profiles/balanced/preview?{weights_query(rating=0.3)}", headers={"HX-Request": "true"})
+    assert [int(x) for x in re.findall(r'<tr data-movie="(\d+)">', r2.text)] == shown
+
+
+def test_preview_changes_with_the_sliders(viewer_client, movie_ids):
+    a = viewer_client.get(f"/profiles/balanced/preview?{weights_query(rating=1)}").text
+    b = viewer_client.get(f"/profiles/balanced/preview?{weights_query(financial=1)}").text
+    first = lambda t: int(re.search(r'<tr data-movie="(\d+)">', t).group(1))
+    assert first(a) == movie_ids["The Godfather"]
+    assert first(b) == movie_ids["Avatar"]
+
+
+@pytest.mark.parametrize("qs, message", [
+    (weights_query(), "sum to 0"),
+    (weights_query(rating="lots"), "not a number"),
+    (weights_query(rating=2), "between 0 and 1"),
+    (weights_query(rating=1) + "&has_metrics=1&m_imdb_rating=-3&en_imdb_rating=on", "must be a finite number &gt;= 0"),
+])
+def test_preview_bad_weights_show_the_error(viewer_client, movie_ids, qs, message):
+    r = viewer_client.get(f"/profiles/balanced/preview?{qs}", headers={"HX-Request": "true"})
+    assert r.status_code == 400 and message in r.text and "Traceback" not in r.text
+
+
+def profile_row(conn, name):
+    return conn.execute("SELECT current_version, rating_weight, award_weight, financial_weight, cultural_weight, "
+                        "popularity_weight FROM reelscore.weight_profiles WHERE name = %s", (name,)).fetchone()
+
+
+def test_create_and_save_profile_records_admin_and_reason(admin_client, conn, movie_ids):
+    page = admin_client.get("/profiles/")
+    r = admin_client.post("/profiles/", data={"csrf_token": csrf_from(page.text), "name": "mine",
+                                             "copy_from": "critics_choice", "description": "", "reason": "a copy to tune"})
+    assert r.status_code == 302, r.text
+    assert profile_row(conn, "mine")[1:] == profile_row(conn, "critics_choice")[1:]
+    page = admin_client.get("/profiles/mine")
+    assert 'id="save-profile"' in page.text
+    data = {"csrf_token": csrf_from(page.text), "reason": "more awards", "description": "tuned",
+            "cat_rating": "0.4", "cat_award": "0.6", "cat_financial": "0", "cat_cultural": "0", "cat_popularity": "0"}
+    r = admin_client.post("/profiles/mine", data=data)
+    assert r.status_code == 302, r.text
+    version, *weights = profile_row(conn, "mine")
+    assert weights == pytest.approx([0.4, 0.6, 0, 0, 0])
+    who, why = conn.execute("SELECT changed_by, change_reason FROM reelscore.weight_profile_history h "
+                            "JOIN reelscore.weight_profiles p ON p.id = h.profile_id WHERE p.name = 'mine' "
+                            "ORDER BY h.id DESC LIMIT 1").fetchone()
+    assert (who, why) == (ADMIN, "more awards")
+    page = admin_client.get("/profiles/mine")
+    assert "more awards" in page.text and f"version {version} is active" in page.text
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    ({"cat_rating": "0.5", "cat_award": "0.2"}, "weights", "sum to 0.7"),
+    ({"cat_rating": "x"}, "cat_rating", "not a number"),
+    ({"has_metrics": "1", "m_imdb_rating": "-1", "en_imdb_rating": "on"}, "metric_weights", "imdb_rating"),
+    ({"reason": ""}, "reason", "say why"),
+])
+def test_bad_profile_save_shows_error_and_changes_nothing(admin_client, conn, movie_ids, changes, field, message):
+    if profile_row(conn, "tuneme") is None:
+        conn.execute("SELECT reelscore.save_profile('tuneme', '{\"rating\": 1}')")
+    before = profile_row(conn, "tuneme")
+    page = admin_client.get("/profiles/tuneme")
+    data = {"csrf_token": csrf_from(page.text), "reason": "try", "cat_rating": "0.5", "cat_award": "0.5",
+            "cat_financial": "0", "cat_cultural": "0", "cat_popularity": "0"}
+    data.update(changes)
+    r = admin_client.post("/profiles/tuneme", data=data)
+    assert r.status_code == 400
+    if field in ("weights", "metric_weights", "reason"):
+        m = re.search(rf'id="field-{field}">(.*?)</(div|table)>', r.text, re.S)
+        assert m and message in m.group(1)
+    else:
+        assert message in r.text
+    assert profile_row(conn, "tuneme") == before
+
+
+def test_system_profile_cannot_be_saved_even_by_admin(admin_client, conn, movie_ids):
+    before = profile_row(conn, "balanced")
+    page = admin_client.get("/profiles/balanced")
+    assert 'id="save-profile"' not in page.text
+    r = admin_client.post("/profiles/balanced", data={
+        "csrf_token": csrf_from(page.text), "reason": "forced", "cat_rating": "1", "cat_award": "0",
+        "cat_financial": "0", "cat_cultural": "0", "cat_popularity": "0"})
+    assert r.status_code == 403 and "system profile" in r.text
+    assert profile_row(conn, "balanced") == before
+
+
+def test_viewer_cannot_save_or_create_profiles(viewer_client, conn, movie_ids):
+    page = viewer_client.get("/profiles/critics_choice")
+    token = csrf_from(page.text)
+    n = conn.execute("SELECT count(*) FROM reelscore.weight_profile_versions").fetchone()[0]
+    assert viewer_client.post("/profiles/", data={"csrf_token": token, "name": "v", "copy_from": "balanced",
+                                                  "reason": "x"}).status_code == 403
+    assert viewer_client.post("/profiles/critics_choice", data={"csrf_token": token, "reason": "x",
+                                                               "cat_rating": "1"}).status_code == 403
+    assert conn.execute("SELECT count(*) FROM reelscore.weight_profile_versions").fetchone()[0] == n
+
+
+def test_create_profile_errors(admin_client, conn, movie_ids):
+    page = admin_client.get("/profiles/")
+    n = conn.execute("SELECT count(*) FROM reelscore.weight_profiles").fetchone()[0]
+    r = admin_client.post("/profiles/", data={"csrf_token": csrf_from(page.text), "name": "Bad Name!",
+                                             "copy_from": "balanced", "reason": "x"})
+    assert r.status_code == 400 and "profile name" in r.text
+    r = admin_client.post("/profiles/", data={"csrf_token": csrf_from(page.text), "name": "ok_name",
+                                             "copy_from": "no_such", "reason": "x"})
+    assert r.status_code == 400 and "copy_from" in r.text
+    assert conn.execute("SELECT count(*) FROM reelscore.weight_profiles").fetchone()[0] == n
+
+
+def test_activate_an_older_version(admin_client, conn, movie_ids):
+    conn.execute("SELECT reelscore.save_profile('flipper', '{\"rating\": 1}')")
+    conn.execute("SELECT reelscore.save_profile('flipper', '{\"award\": 1}')")
+    assert profile_row(conn, "flipper")[0] == 2
+    page = admin_client.get("/profiles/flipper")
+    r = admin_client.post("/profiles/flipper/activate/1", data={"csrf_token": csrf_from(page.text)})
+    assert r.status_code == 302
+    assert profile_row(conn, "flipper")[:3] == (1, 1.0, 0.0)
+    r = admin_client.post("/profiles/flipper/activate/9", data={"csrf_token": csrf_from(page.text)})
+    assert r.status_code == 400 and "no version 9" in r.text
+
+
+def test_compare_two_profiles(viewer_client, movie_ids):
+    conn_free = viewer_client.get("/profiles/compare?a=critics_choice&b=crowd_pleaser&limit=5")
+    assert conn_free.status_code == 200
+    cols = re.findall(r'<section class="card compare-col" data-profile="([^"]+)">(.*?)</section>', conn_free.text, re.S)
+    assert [c[0] for c in cols] == ["critics_choice", "crowd_pleaser"]
+    assert all(len(re.findall(r"<tr data-movie", body)) == 5 for _, body in cols)
+    for qs, message in [("a=nope&b=balanced", "no weight profile named"), ("limit=abc", "whole number"),
+                        ("limit=0", "between 1 and 200")]:
+        r = viewer_client.get(f"/profiles/compare?{qs}")
+        assert r.status_code == 400 and message in r.text
+
+
+# --------------------------------------------------------------------------- coverage
+def test_coverage_overview(viewer_client, movie_ids):
+    r = viewer_client.get("/coverage/")
+    assert r.status_code == 200
+    with_data = sum(1 for _, v in MOVIES if v)
+    overall = re.search(r'<div class="stat" id="overall">([^<]+)</div>', r.text).group(1)
+    assert overall == f"{100 * with_data / len(MOVIES):.1f}%"
+    award_codes = {"oscar_wins", "oscar_nominations", "cannes_palme_dor"}
+    n_award = sum(1 for _, v in MOVIES if award_codes & set(v))
+    cat = re.search(r'<tr data-category="award">.*?<td class="num coverage">([^<]+)</td>', r.text, re.S).group(1)
+    assert cat == f"{100 * n_award / len(MOVIES):.1f}%"
+    assert 'id="spark-imdb_rating"' in r.text and "Heatmap" in r.text
+    assert "low_coverage" in r.text  # e.g. oscar metrics under their thresholds? at least one alert
+    assert "Refresh now" not in r.text  # viewers do not refresh
+
+
+def test_coverage_gaps(viewer_client, movie_ids):
+    r = viewer_client.get("/coverage/gaps?scope=category&name=award")
+    assert r.status_code == 200
+    shown = {int(x) for x in re.findall(r'<tr data-movie="(\d+)">', r.text)}
+    award_codes = {"oscar_wins", "oscar_nominations", "cannes_palme_dor"}
+    assert shown == {movie_ids[t] for t, v in MOVIES if not award_codes & set(v)}
+    for qs, message in [("scope=planet&name=x", "unknown gap scope"), ("scope=category&name=nothing", "no active metric"),
+                        ("scope=metric&name=imdb_rating&limit=x", "whole numbers")]:
+        r = viewer_client.get(f"/coverage/gaps?{qs}")
+        assert r.status_code == 400 and message in r.text
+
+
+def test_coverage_refresh_is_for_admins(viewer_client, admin_client, conn, movie_ids):
+    n = conn.execute("SELECT count(*) FROM reelscore.coverage_snapshots").fetchone()[0]
+    token = csrf_from(viewer_client.get("/coverage/").text)
+    assert viewer_client.post("/coverage/refresh", data={"csrf_token": token}).status_code == 403
+    assert admin_client.post("/coverage/refresh").status_code == 400  # no CSRF token
+    assert conn.execute("SELECT count(*) FROM reelscore.coverage_snapshots").fetchone()[0] == n
+    page = admin_client.get("/coverage/")
+    assert "Refresh now" in page.text
+    assert admin_client.post("/coverage/refresh", data={"csrf_token": csrf_from(page.text)}).status_code == 302
+    assert conn.execute("SELECT count(*) FROM reelscore.coverage_snapshots").fetchone()[0] == n + 1
+
+
+# --------------------------------------------------------------------------- playground
+def test_playground_search(viewer_client, movie_ids):
+    r = viewer_client.get("/playground/?q=god")
+    assert r.status_code == 200
+    assert [int(x) for x in re.findall(r'<tr data-movie="(\d+)">', r.text)] == [movie_ids["The Godfather"]]
+    r = viewer_client.get("/playground/?q=THE", headers={"HX-Request": "true"})
+    assert {int(x) for x in re.findall(r'<tr data-movie="(\d+)">', r.text)} == \
+        {movie_ids["The Godfather"], movie_ids["The Room"]}
+    # LIKE wildcards in the text are literal characters
+    r = viewer_client.get("/playground/?q=0%25")
+    assert [int(x) for x in re.findall(r'<tr data-movie="(\d+)">', r.text)] == [movie_ids["100% Wolf"]]
+    r = viewer_client.get("/playground/?q=__")
+    assert re.findall(r'<tr data-movie="(\d+)">', r.text) == []
+    r = viewer_client.get("/playground/?q=x")
+    assert r.status_code == 400 and "at least two characters" in r.text
+
+
+def test_playground_movie_raw_and_normalized(viewer_client, movie_ids):
+    r = viewer_client.get(f"/playground/movie/{movie_ids['The Godfather']}")
+    assert r.status_code == 200
+    norm = dict(re.findall(r'<tr data-code="([^"]+)">.*?<td class="num normalized" data-value="([^"]+)"', r.text, re.S))
+    assert float(norm["imdb_rating"]) == pytest.approx(0.92)
+    assert float(norm["imdb_vote_count"]) == pytest.approx(math.log(2_000_001) / math.log(10_000_001))
+    assert float(norm["afi_top_100"]) == pytest.approx(1 / (1 + math.exp(0.05 * (2 - 50))))
+    assert float(norm["oscar_nominations"]) == 1.0
+    assert "Step by step" in r.text and 'class="sentence"' in r.text
+    profiles = re.findall(r'<tr data-profile="([^"]+)"', r.text)
+    assert {"balanced", "critics_choice", "crowd_pleaser", "award_seeker", "hidden_gems"} <= set(profiles)
+
+
+def test_playground_breakdown_under_a_rating_only_profile(viewer_client, conn, movie_ids):
+    conn.execute("SELECT reelscore.save_profile('ratings_only', '{\"rating\": 1}')")
+    mid = movie_ids["Avatar"]
+    r = viewer_client.get(f"/playground/movie/{mid}?profile=ratings_only")
+    score = float(re.search(r'class="total-score" data-score="([^"]+)"', r.text).group(1))
+    assert score == pytest.approx(rating_mean(dict(MOVIES)["Avatar"]), abs=1e-9)
+    contributions = [float(x) for x in re.findall(r'<td class="num contribution">([^<]+)</td>', r.text)]
+    assert sum(contributions) == pytest.approx(score, abs=1e-3)
+
+
+def test_playground_live_score_follows_the_sliders(viewer_client, movie_ids):
+    mid = movie_ids["The Godfather"]
+    r = viewer_client.get(f"/playground/movie/{mid}/score?profile=balanced&{weights_query(rating=1)}",
+                          headers={"HX-Request": "true"})
+    assert r.status_code == 200 and "<html" not in r.text
+    score = float(re.search(r'data-score="([^"]+)"', r.text).group(1))
+    assert score == pytest.approx(rating_mean(dict(MOVIES)["The Godfather"]), abs=1e-9)
+    r = viewer_client.get(f"/playground/movie/{mid}/score?profile=balanced&{weights_query(award=1)}")
+    # awards: oscar_wins 3 -> 1.0, oscar_nominations 11 -> 1.0 (equal registry weights)
+    assert float(re.search(r'data-score="([^"]+)"', r.text).group(1)) == pytest.approx(1.0)
+
+
+def test_playground_errors(viewer_client, movie_ids):
+    assert viewer_client.get("/playground/movie/999999999").status_code == 404
+    r = viewer_client.get(f"/playground/movie/{movie_ids['Parasite']}?profile=nope")
+    assert r.status_code == 400 and "nope" in r.text
+    r = viewer_client.get(f"/playground/movie/{movie_ids['Parasite']}/score?{weights_query()}")
+    assert r.status_code == 400 and "sum to 0" in r.text
+    r = viewer_client.get(f"/playground/movie/{movie_ids['Parasite']}/score?cat_rating=abc")
+    assert r.status_code == 400 and "not a number" in r.text
+    r = viewer_client.get(f"/playground/movie/{movie_ids['Unrated Obscurity']}")
+    assert r.status_code == 200 and "No metric values." in r.text
