@@ -390,3 +390,308 @@ END
 $$;
 COMMENT ON FUNCTION reelscore.upsert_metric(bigint, text, float8, timestamptz, text) IS
   'Insert or update one raw metric value of a movie (for apps): ''inserted'', ''updated'' or ''unchanged'' (same value, or an observation older than the stored one). Errors (22023 / 22003 / 23503) on an unknown metric, a bad value or an unknown movie. The history trigger records the change.';
+
+-- ---------------------------------------------------------------------------------------
+-- Adapters: the shapes the data arrives in, turned into (metric_code, raw_value) rows.
+-- Pure parsing functions (IMMUTABLE) plus ingest functions that find or create the movie
+-- and upsert its values. A field the source marks as missing ("N/A", 0 budget) gives no
+-- row; a field present but unreadable gives a row with raw_value NULL and a problem.
+-- ---------------------------------------------------------------------------------------
+-- A number written for people: "$292,587,330", "2,345,678", "87%", "8.8/10", "74/100".
+-- NULL for missing markers ("N/A", "", null); NaN for text that is not a number.
+CREATE OR REPLACE FUNCTION reelscore.parse_display_number(p_text text) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT CASE
+    WHEN p_text IS NULL OR btrim(p_text) IN ('', 'N/A', 'n/a', 'NA', '-') THEN NULL
+    WHEN regexp_replace(split_part(btrim(p_text), '/', 1), '[$,%\s]', '', 'g') ~ '^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)$'
+      THEN regexp_replace(split_part(btrim(p_text), '/', 1), '[$,%\s]', '', 'g')::double precision
+    ELSE 'NaN'::double precision
+  END
+$$;
+COMMENT ON FUNCTION reelscore.parse_display_number(text) IS
+  'Parse a number formatted for display ("$292,587,330", "2,345,678", "87%", "8.8/10"): NULL for N/A or empty, NaN when unreadable.';
+
+-- A JSON value as a number: numbers as they are, display strings parsed, else NaN; null -> NULL.
+CREATE OR REPLACE FUNCTION reelscore.json_number(p_value jsonb) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT CASE
+    WHEN p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN NULL
+    WHEN jsonb_typeof(p_value) = 'number' THEN (p_value #>> '{}')::double precision
+    WHEN jsonb_typeof(p_value) = 'string' THEN reelscore.parse_display_number(p_value #>> '{}')
+    ELSE 'NaN'::double precision
+  END
+$$;
+COMMENT ON FUNCTION reelscore.json_number(jsonb) IS
+  'A JSON value as a number: a number as is, a display string parsed (parse_display_number), null as NULL, anything else NaN.';
+
+CREATE OR REPLACE FUNCTION reelscore.tmdb_metrics(p_doc jsonb)
+RETURNS TABLE (metric_code text, raw_value double precision)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT v.code, v.val
+  FROM (VALUES
+    -- TMDb reports vote_average 0 for films nobody rated: no rating then.
+    ('tmdb_rating', CASE WHEN coalesce(reelscore.json_number(p_doc -> 'vote_count'), 0) > 0
+                         THEN reelscore.json_number(p_doc -> 'vote_average') END),
+    ('tmdb_vote_count', reelscore.json_number(p_doc -> 'vote_count')),
+    -- budget and revenue 0 mean "unknown" in TMDb.
+    ('tmdb_budget', nullif(reelscore.json_number(p_doc -> 'budget'), 0)),
+    ('tmdb_revenue', nullif(reelscore.json_number(p_doc -> 'revenue'), 0)),
+    ('tmdb_popularity', reelscore.json_number(p_doc -> 'popularity'))) AS v(code, val)
+  WHERE v.val IS NOT NULL
+$$;
+COMMENT ON FUNCTION reelscore.tmdb_metrics(jsonb) IS
+  'The metrics in a TMDb movie-details JSON document: vote_average, vote_count, budget, revenue, popularity (0 budget or revenue and unrated averages are missing, not zero).';
+
+CREATE OR REPLACE FUNCTION reelscore.omdb_metrics(p_doc jsonb)
+RETURNS TABLE (metric_code text, raw_value double precision)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT v.code, v.val
+  FROM (VALUES
+    ('imdb_rating', reelscore.json_number(p_doc -> 'imdbRating')),
+    ('imdb_vote_count', reelscore.json_number(p_doc -> 'imdbVotes')),
+    ('metacritic_score', coalesce(reelscore.json_number(p_doc -> 'Metascore'),
+                                  (SELECT reelscore.json_number(r -> 'Value') FROM jsonb_array_elements(
+                                     CASE WHEN jsonb_typeof(p_doc -> 'Ratings') = 'array' THEN p_doc -> 'Ratings' END) r
+                                   WHERE r ->> 'Source' = 'Metacritic' LIMIT 1))),
+    ('rt_tomatometer', (SELECT reelscore.json_number(r -> 'Value') FROM jsonb_array_elements(
+                          CASE WHEN jsonb_typeof(p_doc -> 'Ratings') = 'array' THEN p_doc -> 'Ratings' END) r
+                        WHERE r ->> 'Source' = 'Rotten Tomatoes' LIMIT 1)),
+    ('omdb_box_office', reelscore.json_number(p_doc -> 'BoxOffice'))) AS v(code, val)
+  WHERE v.val IS NOT NULL
+$$;
+COMMENT ON FUNCTION reelscore.omdb_metrics(jsonb) IS
+  'The metrics in an OMDb JSON document: imdbRating, imdbVotes ("2,345,678"), Metascore, the Rotten Tomatoes rating ("87%"), BoxOffice ("$123,456,789"); "N/A" is missing.';
+
+-- Find the movie a document describes (by TMDb id, then IMDb id), or create it.
+CREATE OR REPLACE FUNCTION reelscore.find_or_create_movie(p_title text, p_release_date date DEFAULT NULL,
+                                                          p_tmdb_id integer DEFAULT NULL, p_imdb_id text DEFAULT NULL,
+                                                          p_genres text[] DEFAULT NULL, p_director text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  SELECT m.id INTO v_id FROM reelscore.movies m
+  WHERE (p_tmdb_id IS NOT NULL AND m.tmdb_id = p_tmdb_id) OR (p_imdb_id IS NOT NULL AND m.imdb_id = p_imdb_id)
+  ORDER BY (m.tmdb_id = p_tmdb_id) DESC NULLS LAST LIMIT 1;
+  IF FOUND THEN
+    UPDATE reelscore.movies m
+    SET tmdb_id = coalesce(m.tmdb_id, p_tmdb_id), imdb_id = coalesce(m.imdb_id, p_imdb_id),
+        release_date = coalesce(m.release_date, p_release_date), director = coalesce(m.director, p_director),
+        genres = CASE WHEN m.genres = '{}' THEN coalesce(p_genres, '{}') ELSE m.genres END, updated_at = now()
+    WHERE m.id = v_id
+      AND (m.tmdb_id IS NULL AND p_tmdb_id IS NOT NULL OR m.imdb_id IS NULL AND p_imdb_id IS NOT NULL
+           OR m.release_date IS NULL AND p_release_date IS NOT NULL OR m.director IS NULL AND p_director IS NOT NULL
+           OR m.genres = '{}' AND cardinality(p_genres) > 0);
+    RETURN v_id;
+  END IF;
+  IF p_title IS NULL OR btrim(p_title) = '' THEN
+    RAISE EXCEPTION 'cannot create a movie without a title (tmdb_id %, imdb_id %)',
+      coalesce(p_tmdb_id::text, 'NULL'), coalesce(p_imdb_id, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  INSERT INTO reelscore.movies (title, release_date, tmdb_id, imdb_id, genres, director)
+  VALUES (btrim(p_title), p_release_date, p_tmdb_id, p_imdb_id, coalesce(p_genres, '{}'), p_director)
+  RETURNING id INTO v_id;
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION reelscore.find_or_create_movie(text, date, integer, text, text[], text) IS
+  'The movie with this TMDb or IMDb id (filling in what it lacks), or a new movie. Returns its id.';
+
+-- Upsert a set of values of one movie; rows with a problem are reported, not written.
+CREATE OR REPLACE FUNCTION reelscore.apply_document_metrics(p_movie_id bigint, p_metrics jsonb,
+                                                            p_observed_at timestamptz, p_source text)
+RETURNS TABLE (movie_id bigint, metric_code text, raw_value double precision, status text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  r record;
+  v_problem text;
+BEGIN
+  FOR r IN SELECT e.key AS code, (e.value #>> '{}')::float8 AS val FROM jsonb_each(p_metrics) e LOOP
+    SELECT reelscore.raw_value_problem(d.data_type, d.raw_scale_min, d.raw_scale_max, r.val) INTO v_problem
+    FROM reelscore.metric_definitions d WHERE d.code = r.code;
+    movie_id := p_movie_id; metric_code := r.code; raw_value := r.val;
+    IF v_problem IS NOT NULL THEN
+      status := 'rejected: ' || v_problem;
+    ELSE
+      status := reelscore.upsert_metric(p_movie_id, r.code, r.val, p_observed_at, p_source);
+    END IF;
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION reelscore.apply_document_metrics(bigint, jsonb, timestamptz, text) IS
+  'Upsert {metric_code: raw_value} of one movie through upsert_metric; a value its metric refuses is reported as rejected, not written.';
+
+CREATE OR REPLACE FUNCTION reelscore.ingest_tmdb(p_doc jsonb, p_observed_at timestamptz DEFAULT NULL)
+RETURNS TABLE (movie_id bigint, metric_code text, raw_value double precision, status text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_movie bigint;
+  v_date date;
+BEGIN
+  IF p_doc IS NULL OR jsonb_typeof(p_doc) <> 'object' OR jsonb_typeof(p_doc -> 'id') <> 'number' THEN
+    RAISE EXCEPTION 'ingest_tmdb: not a TMDb movie-details document (an object with a numeric "id")'
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = left(coalesce(p_doc::text, 'NULL'), 200);
+  END IF;
+  v_date := CASE WHEN p_doc ->> 'release_date' ~ '^\d{4}-\d{2}-\d{2}$' THEN (p_doc ->> 'release_date')::date END;
+  v_movie := reelscore.find_or_create_movie(
+    coalesce(p_doc ->> 'title', p_doc ->> 'original_title'), v_date, (p_doc ->> 'id')::integer,
+    nullif(p_doc ->> 'imdb_id', ''),
+    (SELECT array_agg(g ->> 'name') FROM jsonb_array_elements(
+       CASE WHEN jsonb_typeof(p_doc -> 'genres') = 'array' THEN p_doc -> 'genres' END) g),
+    NULL);
+  RETURN QUERY SELECT * FROM reelscore.apply_document_metrics(
+    v_movie, (SELECT coalesce(jsonb_object_agg(t.metric_code, t.raw_value), '{}') FROM reelscore.tmdb_metrics(p_doc) t),
+    p_observed_at, 'tmdb:' || (p_doc ->> 'id'));
+END
+$$;
+COMMENT ON FUNCTION reelscore.ingest_tmdb(jsonb, timestamptz) IS
+  'Load a TMDb movie-details document: finds (by tmdb_id / imdb_id) or creates the movie, upserts its TMDb metrics. One row per metric with its status (inserted, updated, unchanged, rejected: reason).';
+
+CREATE OR REPLACE FUNCTION reelscore.ingest_omdb(p_doc jsonb, p_observed_at timestamptz DEFAULT NULL)
+RETURNS TABLE (movie_id bigint, metric_code text, raw_value double precision, status text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_movie bigint;
+  v_date date;
+  v_imdb text := p_doc ->> 'imdbID';
+BEGIN
+  IF p_doc IS NULL OR jsonb_typeof(p_doc) <> 'object' OR coalesce(p_doc ->> 'Response', 'True') <> 'True'
+     OR v_imdb IS NULL OR v_imdb !~ '^tt[0-9]{5,10}$' THEN
+    RAISE EXCEPTION 'ingest_omdb: not an OMDb movie document (an object with "imdbID" like tt0133093 and Response True)'
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = left(coalesce(p_doc::text, 'NULL'), 200);
+  END IF;
+  -- OMDb's "Released" reads "31 Mar 1999".
+  v_date := CASE WHEN p_doc ->> 'Released' ~ '^\d{1,2} [A-Z][a-z]{2} \d{4}$'
+                 THEN to_date(p_doc ->> 'Released', 'DD Mon YYYY') END;
+  v_movie := reelscore.find_or_create_movie(
+    p_doc ->> 'Title', v_date, NULL, v_imdb,
+    CASE WHEN coalesce(p_doc ->> 'Genre', 'N/A') <> 'N/A' THEN regexp_split_to_array(p_doc ->> 'Genre', '\s*,\s*') END,
+    nullif(nullif(p_doc ->> 'Director', 'N/A'), ''));
+  RETURN QUERY SELECT * FROM reelscore.apply_document_metrics(
+    v_movie, (SELECT coalesce(jsonb_object_agg(o.metric_code, o.raw_value), '{}') FROM reelscore.omdb_metrics(p_doc) o),
+    p_observed_at, 'omdb:' || v_imdb);
+END
+$$;
+COMMENT ON FUNCTION reelscore.ingest_omdb(jsonb, timestamptz) IS
+  'Load an OMDb document: finds (by imdb_id) or creates the movie, upserts IMDb rating and votes, Metacritic, Rotten Tomatoes and box office. One row per metric with its status.';
+
+-- ---------------------------------------------------------------------------------------
+-- The legacy "scattered" shape (revision 0005: legacy_movies with metrics in a JSONB
+-- column, legacy_festival_results) migrated in one call: movies matched by TMDb / IMDb id
+-- or created, every value staged and merged through the bulk path (so bad values are
+-- quarantined with their reason and the batch is counted in load_batches).
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.legacy_metrics(p_external jsonb)
+RETURNS TABLE (metric_code text, raw_value double precision)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  -- The source documents first; the "financials" object fills what they lack.
+  SELECT DISTINCT ON (x.metric_code) x.metric_code, x.raw_value
+  FROM (
+    SELECT t.metric_code, t.raw_value, 1 AS prio FROM reelscore.tmdb_metrics(p_external -> 'tmdb') t
+    WHERE jsonb_typeof(p_external -> 'tmdb') = 'object'
+    UNION ALL
+    SELECT o.metric_code, o.raw_value, 1 FROM reelscore.omdb_metrics(p_external -> 'omdb') o
+    WHERE jsonb_typeof(p_external -> 'omdb') = 'object'
+    UNION ALL
+    SELECT f.code, f.val, 2
+    FROM (VALUES ('tmdb_budget', nullif(reelscore.json_number(p_external #> '{financials,budget}'), 0)),
+                 ('tmdb_revenue', nullif(reelscore.json_number(p_external #> '{financials,revenue}'), 0)),
+                 ('omdb_box_office', reelscore.json_number(p_external #> '{financials,box_office}'))) f(code, val)
+    WHERE f.val IS NOT NULL
+  ) x
+  ORDER BY x.metric_code, x.prio
+$$;
+COMMENT ON FUNCTION reelscore.legacy_metrics(jsonb) IS
+  'The metrics in a legacy movie''s external_data JSONB: its "tmdb" and "omdb" documents (as tmdb_metrics / omdb_metrics read them), then "financials" (budget, revenue, box_office) for what they lack.';
+
+CREATE OR REPLACE FUNCTION reelscore.migrate_legacy(p_observed_at timestamptz DEFAULT NULL)
+RETURNS TABLE (movies_matched bigint, movies_created bigint, batch_id bigint, inserted bigint, updated bigint,
+               unchanged bigint, rejected bigint)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_matched bigint := 0;
+  v_created bigint := 0;
+  v_n bigint;
+  v_batch bigint;
+BEGIN
+  -- 1. Movies: match by TMDb id, then IMDb id; create the rest.
+  UPDATE reelscore.legacy_movies l SET migrated_movie_id = m.id
+  FROM reelscore.movies m
+  WHERE l.migrated_movie_id IS NULL AND l.tmdb_id IS NOT NULL AND m.tmdb_id = l.tmdb_id;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  v_matched := v_n;
+  UPDATE reelscore.legacy_movies l SET migrated_movie_id = m.id
+  FROM reelscore.movies m
+  WHERE l.migrated_movie_id IS NULL AND l.imdb_id IS NOT NULL AND m.imdb_id = l.imdb_id;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  v_matched := v_matched + v_n;
+
+  CREATE TEMP TABLE rs_legacy_new ON COMMIT DROP AS
+  SELECT l.id AS legacy_id, nextval(pg_get_serial_sequence('reelscore.movies', 'id')) AS movie_id
+  FROM reelscore.legacy_movies l WHERE l.migrated_movie_id IS NULL;
+  INSERT INTO reelscore.movies (id, title, release_date, tmdb_id, imdb_id, genres)
+  SELECT n.movie_id, l.title, l.release_date, l.tmdb_id, l.imdb_id,
+         coalesce((SELECT array_agg(g ->> 'name') FROM jsonb_array_elements(
+                     CASE WHEN jsonb_typeof(l.external_data #> '{tmdb,genres}') = 'array'
+                          THEN l.external_data #> '{tmdb,genres}' END) g), '{}')
+  FROM rs_legacy_new n JOIN reelscore.legacy_movies l ON l.id = n.legacy_id;
+  GET DIAGNOSTICS v_created = ROW_COUNT;
+  UPDATE reelscore.legacy_movies l SET migrated_movie_id = n.movie_id
+  FROM rs_legacy_new n WHERE l.id = n.legacy_id;
+  DROP TABLE rs_legacy_new;
+  UPDATE reelscore.legacy_movies SET migrated_at = now() WHERE migrated_at IS NULL;
+
+  -- 2. Values: the JSONB metrics and the festival table, through the bulk path.
+  v_batch := reelscore.begin_load('legacy_movies', 'legacy');
+  INSERT INTO pg_temp.rs_load_staging (line_no, movie_id, metric_code, raw_value, observed_at, source_record, raw_text)
+  SELECT l.id, l.migrated_movie_id, x.metric_code, x.raw_value, p_observed_at, 'legacy:' || l.id,
+         format('legacy_movies %s: %s = %s', l.id, x.metric_code, x.raw_value)
+  FROM reelscore.legacy_movies l
+  CROSS JOIN LATERAL reelscore.legacy_metrics(l.external_data) x
+  UNION ALL
+  SELECT f.legacy_movie_id, l.migrated_movie_id, f.code, f.val, p_observed_at, 'legacy_festival:' || f.legacy_movie_id,
+         format('legacy_festival_results of %s: %s = %s', f.legacy_movie_id, f.code, f.val)
+  FROM (
+    SELECT r.legacy_movie_id, v.code, v.val
+    FROM (SELECT legacy_movie_id,
+                 count(*) FILTER (WHERE festival = 'oscars') AS oscar_noms,
+                 count(*) FILTER (WHERE festival = 'oscars' AND won) AS oscar_wins,
+                 bool_or(festival = 'cannes' AND won AND category ILIKE 'palme d%or') AS palme,
+                 bool_or(festival = 'cannes') AS cannes_sel,
+                 bool_or(festival = 'venice' AND won AND category ILIKE 'golden lion%') AS lion,
+                 bool_or(festival = 'venice') AS venice_sel,
+                 bool_or(festival = 'berlin' AND won AND category ILIKE 'golden bear%') AS bear,
+                 bool_or(festival = 'sundance' AND won AND category ILIKE 'grand jury prize%') AS sundance
+          FROM reelscore.legacy_festival_results GROUP BY legacy_movie_id) r
+    CROSS JOIN LATERAL (VALUES
+      ('oscar_nominations', CASE WHEN r.oscar_noms > 0 THEN r.oscar_noms::float8 END),
+      ('oscar_wins', CASE WHEN r.oscar_noms > 0 THEN r.oscar_wins::float8 END),
+      ('cannes_palme_dor', CASE WHEN r.palme THEN 1.0::float8 END),
+      ('cannes_selection', CASE WHEN r.cannes_sel THEN 1.0::float8 END),
+      ('venice_golden_lion', CASE WHEN r.lion THEN 1.0::float8 END),
+      ('venice_selection', CASE WHEN r.venice_sel THEN 1.0::float8 END),
+      ('berlin_golden_bear', CASE WHEN r.bear THEN 1.0::float8 END),
+      ('sundance_grand_jury', CASE WHEN r.sundance THEN 1.0::float8 END)) v(code, val)
+    WHERE v.val IS NOT NULL
+  ) f
+  JOIN reelscore.legacy_movies l ON l.id = f.legacy_movie_id;
+
+  RETURN QUERY SELECT v_matched, v_created, r.batch_id, r.inserted, r.updated, r.unchanged, r.rejected
+  FROM reelscore.finish_load(v_batch) r;
+END
+$$;
+COMMENT ON FUNCTION reelscore.migrate_legacy(timestamptz) IS
+  'Migrate the legacy scattered shape (legacy_movies.external_data JSONB, legacy_festival_results) into movies and metric_values in one call: movies matched by TMDb/IMDb id or created, values merged through the bulk path (quarantine included). Re-running is safe: identical values stay unchanged.';

@@ -54,8 +54,18 @@ GRANT USAGE ON SEQUENCE reelscore.movies_id_seq, reelscore.load_batches_id_seq,
   reelscore.load_rejections_id_seq TO reelscore_write;
 GRANT EXECUTE ON FUNCTION reelscore.metric_values_history(),
   reelscore.begin_load(text, text), reelscore.finish_load(bigint, text, boolean),
-  reelscore.upsert_metric(bigint, text, float8, timestamptz, text)
+  reelscore.upsert_metric(bigint, text, float8, timestamptz, text),
+  reelscore.find_or_create_movie(text, date, integer, text, text[], text),
+  reelscore.apply_document_metrics(bigint, jsonb, timestamptz, text),
+  reelscore.ingest_tmdb(jsonb, timestamptz), reelscore.ingest_omdb(jsonb, timestamptz)
   TO reelscore_write;
+GRANT EXECUTE ON FUNCTION reelscore.parse_display_number(text), reelscore.json_number(jsonb),
+  reelscore.tmdb_metrics(jsonb), reelscore.omdb_metrics(jsonb), reelscore.legacy_metrics(jsonb)
+  TO reelscore_read;
+-- The legacy shape is migrated once, by an admin.
+GRANT SELECT, UPDATE ON reelscore.legacy_movies TO reelscore_admin;
+GRANT SELECT ON reelscore.legacy_festival_results TO reelscore_admin;
+GRANT EXECUTE ON FUNCTION reelscore.migrate_legacy(timestamptz) TO reelscore_admin;
 
 -- == realtime ==
 -- Everyone who reads may follow the announcements and catch up; the trigger and flush
