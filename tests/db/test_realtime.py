@@ -109,11 +109,10 @@ def test_committed_change_writes_one_outbox_row_and_one_notify(conn, role_conn, 
 def test_rollback_and_no_op_statements_announce_nothing(conn, listener, movies):
     imdb, = metric_ids(conn, ["imdb_rating"])
     start = last_seq(conn)
-    with pytest.raises(psycopg.errors.RaiseException):
-        with conn.transaction():
-            conn.execute("insert into reelscore.metric_values (movie_id, metric_id, raw_value) values (21, %s, 5)",
-                         (imdb,))
-            conn.execute("do $$ begin raise exception 'abort'; end $$")
+    with pytest.raises(psycopg.errors.RaiseException), conn.transaction():
+        conn.execute("insert into reelscore.metric_values (movie_id, metric_id, raw_value) values (21, %s, 5)",
+                     (imdb,))
+        conn.execute("do $$ begin raise exception 'abort'; end $$")
     conn.execute("update reelscore.metric_values set raw_value = 1 where false")
     conn.execute("delete from reelscore.metric_values where movie_id = -1")
     assert outbox_after(conn, start) == []
@@ -128,6 +127,7 @@ def test_bulk_statement_is_one_event_with_capped_ids(conn, listener, movies):
              "tmdb_budget", "tmdb_revenue", "omdb_box_office", "bom_domestic", "bom_worldwide"]
     mids = metric_ids(conn, codes)
     film_ids = random.Random(5).sample(range(101, 1001), 500)
+    conn.execute("set reelscore.defer_scoring = on")   # the scoring triggers' work is not under test
     start = last_seq(conn)
     conn.execute("""insert into reelscore.metric_values (movie_id, metric_id, raw_value)
                     select f, m, 1 from unnest(%s::bigint[]) f, unnest(%s::smallint[]) m""", (film_ids, mids))
@@ -153,6 +153,7 @@ def test_bulk_statements_in_one_transaction_are_one_event(conn, movies):
     mids = metric_ids(conn, ["tmdb_popularity", "twitter_mentions"])
     films = list(range(1, 1001))
     rows_written = len(films) * len(mids) * 4      # 8,000 rows
+    conn.execute("set reelscore.defer_scoring = on")   # the scoring triggers' work is not under test
     start = last_seq(conn)
     with conn.transaction():
         for _ in range(4):   # four statements, one transaction: still one event
@@ -186,21 +187,20 @@ def test_one_transaction_touching_several_kinds_is_one_event_per_kind(conn, role
 
 
 def test_profile_changes_are_announced(conn, role_conn):
-    """weight_profiles and profile_metric_weights (scoring revision) are watched: a change to
-    either announces kind 'profile' with the profile id."""
+    """weight_profiles and profile_metric_weights (scoring revision) are watched: saving a
+    profile announces kind 'profile' with the profile's id."""
     wired = conn.execute("select reelscore.realtime_install_triggers()").fetchone()[0]
     assert {"metric_values", "metric_definitions", "weight_profiles", "profile_metric_weights"} <= set(wired)
-    pid = conn.execute("select id from reelscore.weight_profiles order by id limit 1").fetchone()
-    if pid is None:  # no seeded profile: make one directly
-        pid = conn.execute("""insert into reelscore.weight_profiles (name, rating_weight, award_weight,
-                                financial_weight, cultural_weight, popularity_weight)
-                              values ('rt_test', 0.4, 0.2, 0.2, 0.2, 0) returning id""").fetchone()
-    pid = pid[0]
+    admin = role_conn("admin")
+    admin.execute("select set_config('reelscore.actor', 'bob', false)")
+    weights = json.dumps({"rating": 0.4, "award": 0.2, "financial": 0.2, "cultural": 0.2, "popularity": 0})
+    admin.execute("select reelscore.save_profile('rt_profile', %s::jsonb)", (weights,))
+    pid = conn.execute("select id from reelscore.weight_profiles where name = 'rt_profile'").fetchone()[0]
     start = last_seq(conn)
-    conn.execute("update reelscore.weight_profiles set description = 'changed by test' where id = %s", (pid,))
-    rows = outbox_after(conn, start)
-    assert rows and {r[1] for r in rows} == {"profile"}
-    assert all(r[2]["ids"] == [pid] for r in rows)
+    admin.execute("select reelscore.save_profile('rt_profile', NULL, %s::jsonb)", (json.dumps({"imdb_rating": 2.0}),))
+    rows = [r for r in outbox_after(conn, start) if r[1] == "profile"]
+    assert len(rows) == 1
+    assert rows[0][2]["ids"] == [pid] and rows[0][2]["by"] == "bob"
 
 
 def test_truncate_and_emit_event(conn):
@@ -268,7 +268,7 @@ def test_catch_up_under_concurrent_writers_loses_nothing(db_url, conn, movies):
                               "values (%s, %s, %s)", (movie, imdb, rnd.random() * 10))
                     c.execute("select pg_sleep(%s)", (rnd.random() * 0.004,))
                     c.commit()
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - a thread's failure is asserted in the test
             errors.append(exc)
 
     seen: list[int] = []
@@ -287,7 +287,7 @@ def test_catch_up_under_concurrent_writers_loses_nothing(db_url, conn, movies):
                         last = seq
                     if finished and not c.execute("select 1 from reelscore.events_since(%s)", (last,)).fetchone():
                         return
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - a thread's failure is asserted in the test
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
@@ -363,3 +363,194 @@ def test_prune_keeps_a_contiguous_suffix_and_resets_clients_below_it(conn, role_
         conn.execute("select reelscore.prune_outbox(interval '-1 day')")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         role_conn("read").execute("select reelscore.prune_outbox()")
+
+
+# ------------------------------------------------------------- the SSE relay (/events)
+ADMIN, PASSWORD = "rt_admin", "correct horse battery"
+
+
+class LiveApp:
+    """The admin app served by a real threaded server (as `reelscore admin` serves it), and a
+    logged-in session cookie for raw HTTP clients."""
+
+    def __init__(self, db_url: str, **config):
+        from werkzeug.security import generate_password_hash
+        from werkzeug.serving import make_server
+
+        from admin import create_app
+        with psycopg.connect(db_url, autocommit=True) as c:
+            if not c.execute("select 1 from reelscore.admin_list_users() where username = %s", (ADMIN,)).fetchone():
+                c.execute("select reelscore.admin_create_user(%s, %s, 'admin')",
+                          (ADMIN, generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")))
+        self.app = create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "rt-secret",
+                               "DB_POOL_MAX": 4, "REALTIME_HEARTBEAT_S": 0.3, **config})
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        client = self.app.test_client()
+        page = client.get("/login")
+        import re
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text) or \
+            re.search(r'value="([^"]+)"[^>]*name="csrf_token"', page.text)
+        r = client.post("/login", data={"username": ADMIN, "password": PASSWORD, "csrf_token": token.group(1)})
+        assert r.status_code == 302
+        self.cookie = client.get_cookie(self.app.config["SESSION_COOKIE_NAME"]).value
+
+    def stream(self, last_event_id=None, query: str = "", cookie: bool = True) -> SSEStream:
+        return SSEStream(self.port, self.cookie if cookie else None, last_event_id, query)
+
+    def close(self):
+        from admin.db import close_pool
+        from admin.realtime import stop_hub
+        stop_hub(self.app)
+        self.server.shutdown()
+        close_pool(self.app)
+
+
+class SSEStream:
+    """A raw HTTP client of /events that parses the text/event-stream format."""
+
+    def __init__(self, port: int, cookie: str | None, last_event_id=None, query: str = ""):
+        import http.client
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        headers = {"Accept": "text/event-stream"}
+        if cookie:
+            headers["Cookie"] = f"reelscore_admin={cookie}"
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self.conn.request("GET", "/events" + query, headers=headers)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+
+    def frame(self) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        while True:
+            line = self.resp.readline()
+            if not line:
+                raise EOFError("stream closed")
+            line = line.decode().rstrip("\r\n")
+            if line == "":
+                if fields:
+                    return fields
+                continue
+            if line.startswith(":"):
+                continue  # keepalive comment
+            key, _, value = line.partition(":")
+            fields[key] = value.removeprefix(" ")
+
+    def event(self) -> tuple[int, dict]:
+        """The next event with data: (its id, its JSON)."""
+        while True:
+            f = self.frame()
+            if "data" in f:
+                return int(f["id"]), json.loads(f["data"])
+
+    def close(self):
+        self.conn.close()
+
+
+@pytest.fixture(scope="module")
+def live(db_url, movies):
+    app = LiveApp(db_url)
+    yield app
+    app.close()
+
+
+def test_events_relays_a_committed_change(live, conn):
+    imdb, = metric_ids(conn, ["imdb_rating"])
+    s = live.stream()
+    assert s.status == 200 and s.resp.getheader("Content-Type").startswith("text/event-stream")
+    first = s.frame()
+    assert first["retry"] == "1000" and int(first["id"]) == last_seq(conn)
+    conn.execute("insert into reelscore.metric_values (movie_id, metric_id, raw_value) values (61, %s, 4) "
+                 "on conflict (movie_id, metric_id) do update set raw_value = excluded.raw_value", (imdb,))
+    seq, ev = s.event()
+    db_seq, _kind, payload = outbox_after(conn, seq - 1)[0]
+    assert (seq, ev) == (db_seq, dict(payload, seq=db_seq)) and ev["ids"] == [61]
+    s.close()
+
+
+def test_events_catch_up_with_last_event_id_has_no_gap_and_no_duplicate(live, conn):
+    before = last_seq(conn)
+    for i in range(3):
+        conn.execute("select reelscore.emit_event('catch_up', array[%s]::bigint[])", (i,))
+    missed = [r[0] for r in outbox_after(conn, before)]
+    s = live.stream(last_event_id=before)
+    assert s.frame()["id"] == str(before)
+    got = [s.event() for _ in missed]
+    assert [seq for seq, _ in got] == missed
+    assert [ev["ids"] for _, ev in got] == [[0], [1], [2]]
+    conn.execute("select reelscore.emit_event('catch_up', array[3]::bigint[])")
+    seq, ev = s.event()
+    assert seq == last_seq(conn) and ev["ids"] == [3]
+    s.close()
+    # ?since= (the seq a page was rendered at) works the same way
+    s = live.stream(query=f"?since={missed[0]}")
+    assert [s.event()[0] for _ in missed[1:]] == missed[1:]
+    s.close()
+
+
+def test_events_tells_a_client_below_the_pruned_horizon_to_reload(live, conn):
+    conn.execute("select reelscore.emit_event('old_news')")
+    conn.execute("update reelscore.event_outbox set created_at = created_at - interval '30 days'")
+    conn.execute("select reelscore.prune_outbox(interval '1 day')")
+    horizon = conn.execute("select pruned_through from reelscore.outbox_status()").fetchone()[0]
+    s = live.stream(last_event_id=horizon - 1)
+    seq, ev = s.event()
+    assert ev["kind"] == "reset" and seq == horizon
+    s.close()
+
+
+def test_events_needs_a_login_and_a_valid_last_event_id(live):
+    anon = live.stream(cookie=False)
+    assert anon.status == 401
+    anon.close()
+    bad = live.stream(last_event_id="abc")
+    assert bad.status == 400
+    bad.close()
+
+
+def test_events_survive_a_lost_listener_connection(live, conn):
+    """The listener's connection is killed; a change committed meanwhile still reaches the
+    open page (the listener reconnects and relays from the outbox)."""
+    s = live.stream()
+    s.frame()
+    killed = conn.execute("""select count(pg_terminate_backend(pid)) from pg_stat_activity
+                             where application_name = 'reelscore-admin-listen' and datname = current_database()""")
+    assert killed.fetchone()[0] == 1
+    conn.execute("select reelscore.emit_event('while_down', array[77]::bigint[])")
+    seq, ev = s.event()
+    assert ev["kind"] == "while_down" and ev["ids"] == [77] and seq == last_seq(conn)
+    s.close()
+
+
+def test_one_listener_fans_out_to_every_open_page(live, conn):
+    streams = [live.stream() for _ in range(5)]
+    for s in streams:
+        s.frame()
+    listeners = conn.execute("""select count(*) from pg_stat_activity
+                                where application_name = 'reelscore-admin-listen' and datname = current_database()""")
+    assert listeners.fetchone()[0] == 1
+    conn.execute("select reelscore.emit_event('fan_out', array[1, 2]::bigint[])")
+    got = {s.event()[1]["kind"] for s in streams}
+    assert got == {"fan_out"}
+    for s in streams:
+        s.close()
+
+
+def test_a_slow_client_is_dropped_not_waited_for():
+    """Unit level: a full buffer closes the client instead of blocking the listener."""
+    from admin.realtime import Client, Closed, Hub
+    hub = Hub("postgresql://unused", queue_size=2)
+    slow, _ = hub.register()
+    fast, _ = hub.register()
+    for seq in (1, 2, 3):
+        hub._dispatch({"seq": seq, "kind": "x"})
+        assert fast.take(0)[0] == seq       # the fast page keeps up
+    assert slow.dropped and hub.client_count == 1
+    with pytest.raises(Closed):
+        slow.take(0)
+    assert isinstance(fast, Client) and not fast.dropped
+    hub._dispatch({"seq": 3, "kind": "x"})   # an old seq is never relayed twice
+    assert fast.take(0) is None
