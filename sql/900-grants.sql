@@ -136,3 +136,38 @@ GRANT EXECUTE ON FUNCTION
   reelscore.definitions_changed(), reelscore.refresh_score_stats(), reelscore.refresh_features(),
   reelscore.rescore_profile_id(bigint), reelscore.refresh_scores(text)
   TO reelscore_admin;
+
+-- == ml ==
+-- Reading what ml/ learned, clusters, experiments and recommendations; the features read
+-- feedback, so the read role sees movies, users' ratings and the learned vectors.
+GRANT SELECT ON reelscore.movies, reelscore.metric_feedback, reelscore.ml_models, reelscore.user_clusters,
+  reelscore.user_cluster_assignments, reelscore.experiments, reelscore.experiment_assignments,
+  reelscore.experiment_outcomes, reelscore.movie_factors, reelscore.user_factors TO reelscore_read;
+GRANT EXECUTE ON FUNCTION
+  reelscore.taste_genres(), reelscore.taste_feature_names(), reelscore.user_taste_features(integer, bigint),
+  reelscore.assign_user_cluster(bigint), reelscore.ab_bucket(text, bigint), reelscore.experiment_arm(text, bigint),
+  reelscore.ab_sample_size(text, float8, float8, float8, float8, float8),
+  reelscore.experiment_summary(text, text), reelscore.analyze_experiment(text, text),
+  reelscore.predict_rating(bigint, bigint),
+  reelscore.recommend(bigint, integer, text, float8, text, boolean)
+  TO reelscore_read;
+-- Apps (write) assign users to clusters and experiment arms and record outcomes.
+GRANT INSERT, UPDATE ON reelscore.user_cluster_assignments, reelscore.experiment_assignments,
+  reelscore.user_profile_assignments TO reelscore_write;
+GRANT INSERT ON reelscore.experiment_outcomes TO reelscore_write;
+GRANT USAGE ON SEQUENCE reelscore.experiment_outcomes_id_seq TO reelscore_write;
+GRANT EXECUTE ON FUNCTION
+  reelscore.save_user_cluster(bigint), reelscore.assign_experiment(text, bigint),
+  reelscore.experiment_profile(text, bigint), reelscore.record_outcome(text, bigint, text, float8, bigint)
+  TO reelscore_write;
+-- Admins (ml/ runs as one) publish models and start or stop experiments.
+GRANT INSERT, UPDATE, DELETE ON reelscore.ml_models, reelscore.user_clusters, reelscore.experiments,
+  reelscore.movie_factors, reelscore.user_factors TO reelscore_admin;
+GRANT DELETE ON reelscore.user_cluster_assignments, reelscore.user_profile_assignments,
+  reelscore.experiment_assignments, reelscore.experiment_outcomes TO reelscore_admin;
+GRANT EXECUTE ON FUNCTION
+  reelscore.create_experiment(text, text, text, text, text, float8, float8, float8, float8, float8, jsonb, text)
+  TO reelscore_admin;
+-- Dropping and building the similarity index: the table owner's right (reelscore_admin runs it as owner).
+GRANT EXECUTE ON FUNCTION reelscore.drop_similarity_index(), reelscore.build_similarity_index(text)
+  TO reelscore_admin;
