@@ -59,7 +59,7 @@ def movie_metrics(conn) -> MovieMetrics:
     rows = conn.execute(
         """SELECT movie_id, nvec::real[], pvec::real[], cat_rating, cat_award, cat_financial,
                   cat_cultural, cat_popularity
-             FROM reelscore.movie_features ORDER BY movie_id""").fetchall()
+             FROM reelscore.movie_features WHERE n_present > 0 ORDER BY movie_id""").fetchall()
     n = len(rows)
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     vals = np.full((n, 32), np.nan)

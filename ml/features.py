@@ -39,7 +39,10 @@ def weight_design(r: Ratings, mm: MovieMetrics, min_coverage: float = 0.2) -> We
     cov = present.mean(axis=0) if len(idx) else np.zeros(V.shape[1])
     cols = [j for j in range(V.shape[1]) if mm.metric_codes[j] is not None and cov[j] >= min_coverage]
     V = V[:, cols]
-    impute = np.nanmean(V, axis=0) if len(idx) else np.zeros(len(cols))
+    some = ~np.isnan(V).all(axis=1)        # a movie with none of the metrics carries no signal
+    keep[np.flatnonzero(keep)[~some]] = False
+    V = V[some]
+    impute = np.nanmean(V, axis=0) if len(V) else np.zeros(len(cols))
     X = np.where(np.isnan(V), impute, V)
     return WeightDesign(X=X, y=r.rating[keep], users=r.user_id[keep], movies=r.movie_id[keep],
                         codes=[mm.metric_codes[j] for j in cols],
