@@ -1,0 +1,1 @@
+"""reelscore's benchmark suite: `make bench` runs `python -m bench.run --scale $(SCALE)`."""

@@ -1,0 +1,523 @@
+"""The benchmark groups. Each takes the Bench context and adds rows; a reelscore function
+that does not exist (yet) gives a "not available" row, one that errors a "failed" row,
+and neither stops the run."""
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import numpy as np
+import psycopg
+
+from bench import peers
+from bench.core import Bench
+
+PROFILE = "balanced"
+
+
+class Plan:
+    """How much to run at a scale: calls for latency rows, runs for throughput rows."""
+
+    def __init__(self, n_movies: int, smoke: bool):
+        self.smoke = smoke
+        if smoke:
+            self.calls, self.warm, self.runs, self.tp_warm = 8, 2, 2, 1
+            self.slow_calls = 2
+        else:
+            self.calls, self.warm, self.runs, self.tp_warm = 200, 20, 5, 1
+            self.slow_calls = 8
+        self.slow_runs = 2 if smoke else 3
+        # The registry issue asks for 10M values at 1M movies: 10 per movie, proportionally.
+        self.norm_values = 10 * n_movies
+        # bulk and batched paths; row-by-row paths (one statement per row) get far fewer rows
+        self.ingest_rows = 200 if smoke else max(1000, n_movies // 2)
+        self.ingest_rows_slow = 20 if smoke else max(100, n_movies // 500)
+
+
+def _random_ids(b: Bench, k: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randint(1, b.n) for _ in range(k)]
+
+
+# ---------------------------------------------------------------------------------------
+# normalize (issue 3): set-based SQL vs PL/Python row by row vs numpy in a client
+# ---------------------------------------------------------------------------------------
+def normalize(b: Bench, p: Plan) -> None:
+    g = "normalize"
+    count = p.norm_values
+    have = b.scalar("SELECT (value->>'count')::bigint FROM bench.meta WHERE key = 'norm_input'")
+    if have != count or not b.has_relation("bench.norm_input"):
+        b.log(f"  normalize: building bench.norm_input ({count:,} raw values drawn from metric_values)")
+        b.conn.execute("DROP TABLE IF EXISTS bench.norm_input")
+        b.conn.execute("CREATE UNLOGGED TABLE bench.norm_input (metric_id smallint NOT NULL, "
+                       "raw_value float8 NOT NULL)")
+        nvals = b.scalar("SELECT count(*) FROM reelscore.metric_values")
+        reps = -(-count // max(nvals, 1))
+        b.conn.execute("INSERT INTO bench.norm_input SELECT v.metric_id, v.raw_value FROM "
+                       "generate_series(1, %s) r, reelscore.metric_values v LIMIT %s", (reps, count))
+        b.conn.execute("VACUUM ANALYZE bench.norm_input")
+        b.conn.execute("INSERT INTO bench.meta (key, value) VALUES ('norm_input', %s) ON CONFLICT (key) "
+                       "DO UPDATE SET value = excluded.value", (json.dumps({"count": count}),))
+    b.conn.execute(peers.PY_NORMALIZE)
+    note_scale = "" if count == 10_000_000 else f"{count:,} values (10 per movie; the issue's 10M at SCALE=1m)"
+
+    sql_set = ("SELECT count(*), sum(reelscore.normalize_with(p.normalization_type, p.args, i.raw_value)) "
+               "FROM bench.norm_input i JOIN reelscore.metric_norm_params p ON p.metric_id = i.metric_id")
+    sql_py = ("SELECT count(*), sum(bench.py_normalize(p.normalization_type, p.args, i.raw_value)) "
+              "FROM bench.norm_input i JOIN reelscore.metric_norm_params p ON p.metric_id = i.metric_id")
+    sql_api = ("SELECT count(*), sum(reelscore.normalize_value(p.metric_code, i.raw_value)) "
+               "FROM bench.norm_input i JOIN reelscore.metric_norm_params p ON p.metric_id = i.metric_id")
+    sums = {}
+
+    def q(query, key):
+        def run(_i):
+            sums[key] = b.conn.execute(query).fetchone()[1]
+        return run
+
+    ref = "normalize: set-based SQL (normalize_with, inlined)"
+    py = "normalize: PL/Python row by row"
+    b.throughput(g, ref, q(sql_set, "sql"), p.runs, p.tp_warm, count, baseline=py, note=note_scale,
+                 plan_sql=(sql_set, None))
+    b.throughput(g, py, q(sql_py, "py"), p.slow_runs, 1, count, baseline=ref, note=note_scale,
+                 plan_sql=(sql_py, None))
+    b.throughput(g, "normalize: normalize_value() per row (plpgsql API)", q(sql_api, "api"),
+                 p.slow_runs, 1, count, baseline=ref, note=note_scale)
+
+    params = peers.norm_params(b.conn)
+
+    def client(_i):
+        mids, raws = peers.copy_binary_int2_float8(b.conn, "SELECT metric_id, raw_value FROM bench.norm_input")
+        sums["numpy"] = float(np.nansum(peers.np_normalize(params, mids, raws)))
+    row = b.throughput(g, "normalize: numpy in the client (COPY binary out, then vectorized)", client,
+                       p.runs, p.tp_warm, count, baseline=ref, note=note_scale)
+    # the peers must compute the same numbers (sum over every normalized value)
+    if "sql" in sums:
+        ref_sum = float(sums["sql"])
+        for key, row_name in (("py", py), ("numpy", row.name), ("api", "normalize: normalize_value() per row (plpgsql API)")):
+            r = next((x for x in b.rows if x.name == row_name), None)
+            if r is not None and key in sums and sums[key] is not None:
+                r.extra["agrees_with_sql"] = abs(float(sums[key]) - ref_sum) <= 1e-9 * max(1.0, abs(ref_sum))
+
+
+# ---------------------------------------------------------------------------------------
+# scoring (issue 6): refresh_scores / movie_score / top_movies / top_movies_adhoc vs naive
+# EAV SQL, a pandas pipeline, DuckDB over the same rows
+# ---------------------------------------------------------------------------------------
+def scoring(b: Bench, p: Plan) -> None:
+    g = "scoring"
+    source = peers.build_weights(b.conn, PROFILE)
+    note_w = f"peers weigh by {source}"
+    weights = peers.weights_frame(b.conn)
+    n = b.n
+
+    naive_all = "naive: score every movie (EAV GROUP BY over raw values)"
+    naive_sql = peers.naive_score_sql()
+    ref = "refresh_scores(profile): all movies"
+    has_refresh = b.has_function("refresh_scores")
+    if has_refresh:
+        b.throughput(g, ref, lambda _i: b.conn.execute("SELECT reelscore.refresh_scores(%s)", (PROFILE,)).fetchall(),
+                     p.runs, p.tp_warm, n, baseline=naive_all,
+                     plan_sql=("SELECT reelscore.refresh_scores(%s)", (PROFILE,)))
+    else:
+        b.unavailable(g, ref, "throughput", "reelscore.refresh_scores does not exist yet")
+    base_for_peers = ref if has_refresh and b.rows[-1].status == "ok" else naive_all
+
+    results = {}
+
+    def naive(_i):
+        results["naive"] = dict(b.conn.execute(naive_sql).fetchall())
+    b.throughput(g, naive_all, naive, p.slow_runs, 1, n, baseline=None if base_for_peers == naive_all else ref,
+                 note=note_w, plan_sql=(naive_sql, None))
+
+    def pandas_run(_i):
+        results["pandas"] = peers.pandas_scores(b.conn, weights)
+    b.throughput(g, "pandas: COPY out, parse, normalize, group (client)", pandas_run, p.runs, p.tp_warm, n,
+                 baseline=base_for_peers, note=note_w)
+
+    pq = b.data_dir / "metric_values.parquet"
+    stamp = b.scalar("SELECT value->>'movies' FROM bench.meta WHERE key = 'synth'")
+    marker = b.data_dir / "parquet.stamp"
+    if not pq.exists() or not marker.exists() or marker.read_text() != f"{stamp}":
+        peers.export_parquet(b.conn, b.data_dir)
+        marker.write_text(f"{stamp}")
+
+    def duck_run(_i):
+        results["duckdb"] = peers.duckdb_scores(pq, weights)
+    b.throughput(g, "duckdb: the same rows from Parquet (exported once)", duck_run, p.runs, p.tp_warm, n,
+                 baseline=base_for_peers, note=note_w + "; export time not counted")
+    # cross-check the three peers: same movies, same scores
+    if "naive" in results:
+        ids = np.array(sorted(results["naive"]))
+        ref_scores = np.array([results["naive"][i] for i in ids], dtype=float)
+        for key, label in (("pandas", "pandas: COPY out, parse, normalize, group (client)"),
+                           ("duckdb", "duckdb: the same rows from Parquet (exported once)")):
+            if key in results:
+                s = results[key].reindex(ids).to_numpy(dtype=float)
+                r = next(x for x in b.rows if x.name == label)
+                r.extra["agrees_with_naive_sql"] = bool(np.allclose(s, ref_scores, atol=1e-9, equal_nan=False))
+
+    # single movie
+    ids = _random_ids(b, p.calls + p.warm, 1)
+    naive_one = peers.naive_score_sql("WHERE v.movie_id = %s")
+    naive_one_name = "naive: one movie's score (EAV GROUP BY)"
+    b.latency(g, naive_one_name, lambda i: b.conn.execute(naive_one, (ids[i],)).fetchall(), p.calls, p.warm,
+              baseline="movie_score(movie_id, profile)" if b.has_function("movie_score") else None,
+              plan_sql=(naive_one, (ids[0],)))
+    if b.has_function("movie_score"):
+        b.latency(g, "movie_score(movie_id, profile)",
+                  lambda i: b.conn.execute("SELECT reelscore.movie_score(%s, %s)", (ids[i], PROFILE)).fetchall(),
+                  p.calls, p.warm, baseline=naive_one_name,
+                  plan_sql=("SELECT reelscore.movie_score(%s, %s)", (ids[0], PROFILE)))
+        # does the API agree with the naive semantics? (information, not a gate)
+        diffs = []
+        for mid in ids[:50]:
+            api = b.scalar("SELECT reelscore.movie_score(%s, %s)", (mid, PROFILE))
+            nv = b.conn.execute(naive_one, (mid,)).fetchone()
+            if api is not None and nv is not None:
+                diffs.append(abs(float(api) - float(nv[1])))
+        if diffs:
+            b.rows[-2 if b.rows[-1].name != "movie_score(movie_id, profile)" else -1].extra[
+                "max_abs_diff_vs_naive_50_movies"] = max(diffs)
+    else:
+        b.unavailable(g, "movie_score(movie_id, profile)", "latency", "reelscore.movie_score does not exist yet")
+
+    naive_top = peers.naive_score_sql(tail="ORDER BY score DESC LIMIT 100")
+    naive_top_name = "naive: top 100 (EAV GROUP BY, sort)"
+    has_top = b.has_function("top_movies")
+    b.latency(g, naive_top_name, lambda i: b.conn.execute(naive_top).fetchall(), p.slow_calls, 1,
+              baseline="top_movies(profile, 100)" if has_top else None)
+    if has_top:
+        b.latency(g, "top_movies(profile, 100)",
+                  lambda i: b.conn.execute("SELECT * FROM reelscore.top_movies(%s, 100)", (PROFILE,)).fetchall(),
+                  p.calls, p.warm, baseline=naive_top_name,
+                  plan_sql=("SELECT * FROM reelscore.top_movies(%s, 100)", (PROFILE,)))
+    else:
+        b.unavailable(g, "top_movies(profile, 100)", "latency", "reelscore.top_movies does not exist yet")
+
+    if b.has_function("top_movies_adhoc"):
+        weights_json = json.dumps({"categories": {"rating": 0.4, "award": 0.2, "financial": 0.1,
+                                                  "cultural": 0.2, "popularity": 0.1}})
+        b.latency(g, "top_movies_adhoc(weights, 100)",
+                  lambda i: b.conn.execute("SELECT * FROM reelscore.top_movies_adhoc(%s::jsonb, 100)",
+                                           (weights_json,)).fetchall(),
+                  p.slow_calls * 4, 2, baseline=naive_top_name,
+                  note="ad-hoc category weights 0.4/0.2/0.1/0.2/0.1; baseline: naive top 100 with the profile",
+                  plan_sql=("SELECT * FROM reelscore.top_movies_adhoc(%s::jsonb, 100)", (weights_json,)))
+    else:
+        b.unavailable(g, "top_movies_adhoc(weights, 100)", "latency",
+                      "reelscore.top_movies_adhoc does not exist yet")
+
+
+# ---------------------------------------------------------------------------------------
+# search (issue 7): search_movies per filter shape, similar_movies
+# ---------------------------------------------------------------------------------------
+SEARCHES = {
+    "highly rated": {"category": "rating", "min_normalized": 0.8},
+    "metacritic > 80": {"metric_code": "metacritic_score", "min_raw_value": 80},
+    "hidden gems": {"filters": [{"metric_code": "tmdb_popularity", "max_normalized": 0.3},
+                                {"category": "rating", "min_normalized": 0.8},
+                                {"category": "cultural", "min_normalized": 0.6}]},
+}
+
+
+def _naive_search_sql(f: dict) -> str:
+    """The naive EAV form of a filter: per movie, category means or raw values, HAVING."""
+    conds = f.get("filters", [f])
+    having = []
+    for c in conds:
+        if "category" in c:
+            cat = c["category"].replace("'", "''")
+            expr = (f"sum(w.weight * reelscore.normalize_with(w.normalization_type, w.args, v.raw_value)) "
+                    f"FILTER (WHERE w.category = '{cat}') / nullif(sum(w.weight) FILTER (WHERE w.category = '{cat}'), 0)")
+        else:
+            code = c["metric_code"].replace("'", "''")
+            if "min_raw_value" in c or "max_raw_value" in c:
+                expr = f"max(v.raw_value) FILTER (WHERE d.code = '{code}')"
+            else:
+                expr = (f"max(reelscore.normalize_with(w.normalization_type, w.args, v.raw_value)) "
+                        f"FILTER (WHERE d.code = '{code}')")
+        for key, op in (("min_normalized", ">="), ("max_normalized", "<="), ("min_raw_value", ">="),
+                        ("max_raw_value", "<=")):
+            if key in c:
+                having.append(f"({expr}) {op} {float(c[key])!r}")
+    return f"""
+      SELECT v.movie_id FROM reelscore.metric_values v
+      JOIN bench.weights w ON w.metric_id = v.metric_id
+      JOIN reelscore.metric_definitions d ON d.id = v.metric_id
+      GROUP BY v.movie_id HAVING {' AND '.join(having)}
+      ORDER BY v.movie_id LIMIT 50"""
+
+
+def search(b: Bench, p: Plan) -> None:
+    g = "search"
+    if not b.has_relation("bench.weights"):
+        peers.build_weights(b.conn, PROFILE)
+    has_search = b.has_function("search_movies")
+    for label, f in SEARCHES.items():
+        api_name = f"search_movies: {label}"
+        naive_name = f"naive: {label} (EAV GROUP BY HAVING)"
+        naive_sql = _naive_search_sql(f)
+        b.latency(g, naive_name, lambda i, s=naive_sql: b.conn.execute(s).fetchall(), p.slow_calls, 1,
+                  baseline=api_name if has_search else None, plan_sql=(naive_sql, None))
+        if has_search:
+            fj = json.dumps(f)
+            b.latency(g, api_name,
+                      lambda i, fj=fj: b.conn.execute("SELECT * FROM reelscore.search_movies(%s::jsonb, %s, 50, 0)",
+                                                      (fj, PROFILE)).fetchall(),
+                      p.calls, p.warm, baseline=naive_name,
+                      plan_sql=("SELECT * FROM reelscore.search_movies(%s::jsonb, %s, 50, 0)", (fj, PROFILE)))
+        else:
+            b.unavailable(g, api_name, "latency", "reelscore.search_movies does not exist yet")
+
+    ids = _random_ids(b, p.calls + p.warm, 2)
+    naive_sim = """
+      WITH n AS (SELECT v.movie_id, v.metric_id,
+                        reelscore.normalize_with(w.normalization_type, w.args, v.raw_value) AS x
+                 FROM reelscore.metric_values v JOIN bench.weights w ON w.metric_id = v.metric_id)
+      SELECT o.movie_id, sum(a.x * o.x) / (sqrt(sum(a.x * a.x)) * sqrt(sum(o.x * o.x)) + 1e-12) AS sim
+      FROM n a JOIN n o ON o.metric_id = a.metric_id AND o.movie_id <> a.movie_id
+      WHERE a.movie_id = %s
+      GROUP BY o.movie_id ORDER BY sim DESC LIMIT 10"""
+    naive_name = "naive: 10 most similar (EAV self-join, cosine)"
+    has_sim = b.has_function("similar_movies")
+    b.latency(g, naive_name, lambda i: b.conn.execute(naive_sim, (ids[i],)).fetchall(), p.slow_calls, 1,
+              baseline="similar_movies(movie_id, 10)" if has_sim else None,
+              note="cosine over shared metrics only: a cost peer, not the same ranking",
+              plan_sql=(naive_sim, (ids[0],)))
+    if has_sim:
+        b.latency(g, "similar_movies(movie_id, 10)",
+                  lambda i: b.conn.execute("SELECT * FROM reelscore.similar_movies(%s, 10)", (ids[i],)).fetchall(),
+                  p.calls, p.warm, baseline=naive_name,
+                  plan_sql=("SELECT * FROM reelscore.similar_movies(%s, 10)", (ids[0],)))
+    else:
+        b.unavailable(g, "similar_movies(movie_id, 10)", "latency", "reelscore.similar_movies does not exist yet")
+
+
+# ---------------------------------------------------------------------------------------
+# coverage (issue 8)
+# ---------------------------------------------------------------------------------------
+def coverage(b: Bench, p: Plan) -> None:
+    g = "coverage"
+    naive_sql = """
+      SELECT d.code, count(v.movie_id) AS movies_with_data,
+             count(v.movie_id)::float8 / (SELECT count(*) FROM reelscore.movies) AS coverage,
+             avg(v.raw_value), min(v.raw_value), max(v.raw_value),
+             percentile_cont(0.5) WITHIN GROUP (ORDER BY v.raw_value) AS median
+      FROM reelscore.metric_definitions d LEFT JOIN reelscore.metric_values v ON v.metric_id = d.id
+      GROUP BY d.code"""
+    naive_name = "naive: per-metric coverage and stats (GROUP BY)"
+    has = b.has_function("refresh_coverage")
+    b.throughput(g, naive_name, lambda i: b.conn.execute(naive_sql).fetchall(), p.runs, p.tp_warm, b.n,
+                 baseline="refresh_coverage()" if has else None, plan_sql=(naive_sql, None))
+    if has:
+        b.throughput(g, "refresh_coverage()", lambda i: b.conn.execute("SELECT reelscore.refresh_coverage()").fetchall(),
+                     p.runs, p.tp_warm, b.n, baseline=naive_name,
+                     plan_sql=("SELECT reelscore.refresh_coverage()", None))
+    else:
+        b.unavailable(g, "refresh_coverage()", "throughput", "reelscore.refresh_coverage does not exist yet")
+
+
+# ---------------------------------------------------------------------------------------
+# time series (issue 9): trending over daily popularity points
+# ---------------------------------------------------------------------------------------
+def timeseries(b: Bench, p: Plan) -> None:
+    g = "timeseries"
+    mid = b.scalar("SELECT id FROM reelscore.metric_definitions WHERE code = 'tmdb_popularity'")
+    if mid is None:
+        b.unavailable(g, "trending(metric_code, since, k)", "latency", "no tmdb_popularity metric")
+        return
+    fresh = b.scalar("SELECT (value->>'at')::timestamptz > now() - interval '12 hours' "
+                     "FROM bench.meta WHERE key = 'timeseries'")
+    movies = max(100, b.n // 10)
+    days = 30
+    if not fresh:
+        # 30 daily points for the 10% most popular films, growth rate fixed per film (no
+        # randomness: the same points every time), ending now so "since 7 days" has data.
+        t0 = time.monotonic()
+        b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metric_id = %s AND metadata @> '{\"bench\": true}'",
+                       (mid,))
+        b.conn.execute("""
+          INSERT INTO reelscore.metric_timeseries (time, movie_id, metric_id, value, normalized_value, metadata)
+          SELECT date_trunc('hour', now()) - make_interval(days => d), v.movie_id, v.metric_id, x.value,
+                 reelscore.normalize_with(p.normalization_type, p.args, x.value), '{"bench": true}'
+          FROM (SELECT movie_id, metric_id, raw_value FROM reelscore.metric_values WHERE metric_id = %s
+                ORDER BY raw_value DESC LIMIT %s) v
+          JOIN reelscore.metric_norm_params p ON p.metric_id = v.metric_id
+          CROSS JOIN generate_series(0, %s - 1) d
+          CROSS JOIN LATERAL (SELECT v.raw_value * (1 + ((v.movie_id * 2654435761) %% 1000 / 1000.0 - 0.3)
+                                                       * (%s - d) / %s) AS value) x""",
+                       (mid, movies, days, days, days))
+        b.conn.execute("ANALYZE reelscore.metric_timeseries")
+        b.conn.execute("INSERT INTO bench.meta (key, value) VALUES ('timeseries', jsonb_build_object('at', now())) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        b.log(f"  timeseries: {movies * days:,} daily points written ({time.monotonic() - t0:.1f} s)")
+    naive_sql = """
+      SELECT movie_id, (array_agg(value ORDER BY time DESC))[1] / nullif((array_agg(value ORDER BY time))[1], 0) - 1
+               AS growth
+      FROM reelscore.metric_timeseries
+      WHERE metric_id = %s AND time >= now() - %s::interval
+      GROUP BY movie_id HAVING count(*) > 1
+      ORDER BY growth DESC NULLS LAST LIMIT 10"""
+    naive_name = "naive: top 10 risers over 7 days (GROUP BY over points)"
+    has = b.has_function("trending")
+    b.latency(g, naive_name, lambda i: b.conn.execute(naive_sql, (mid, "7 days")).fetchall(), p.slow_calls * 2, 1,
+              baseline="trending('tmdb_popularity', 7 days, 10)" if has else None,
+              plan_sql=(naive_sql, (mid, "7 days")))
+    if has:
+        b.latency(g, "trending('tmdb_popularity', 7 days, 10)",
+                  lambda i: b.conn.execute("SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10)").fetchall(),
+                  p.calls, p.warm, baseline=naive_name,
+                  plan_sql=("SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10)", None))
+    else:
+        b.unavailable(g, "trending('tmdb_popularity', 7 days, 10)", "latency", "reelscore.trending does not exist yet")
+
+
+# ---------------------------------------------------------------------------------------
+# ingestion (issue 4): the bulk path vs batched and row-by-row INSERT ... ON CONFLICT
+# ---------------------------------------------------------------------------------------
+def ingest(b: Bench, p: Plan) -> None:
+    g = "ingest"
+    code = "twitter_mentions"
+    mid = b.scalar("SELECT id FROM reelscore.metric_definitions WHERE code = %s", (code,))
+    base = b.conn.execute("SELECT movie_id, raw_value FROM reelscore.metric_values WHERE metric_id = %s "
+                          "ORDER BY movie_id LIMIT %s", (mid, p.ingest_rows)).fetchall()
+    if not base:
+        b.unavailable(g, "bulk load", "throughput", f"no {code} values to update")
+        return
+    movie_ids = [r[0] for r in base]
+    start = b.scalar("SELECT now()")
+    counter = iter(range(1, 10_000))
+
+    def new_values(k: int) -> list[float]:
+        # a different whole number every run, so every row really changes (counts stay whole)
+        step = next(counter)
+        return [float(int(r[1]) + step) for r in base[:k]]
+
+    n_bulk, n_slow = len(base), min(len(base), p.ingest_rows_slow)
+    bulk_name = "bulk path: begin_load + COPY + finish_load"
+    upsert_sql = ("INSERT INTO reelscore.metric_values AS mv (movie_id, metric_id, raw_value, observed_at, updated_at) "
+                  "VALUES (%s, %s, %s, now(), now()) ON CONFLICT (movie_id, metric_id) DO UPDATE "
+                  "SET raw_value = excluded.raw_value, observed_at = excluded.observed_at, updated_at = excluded.updated_at")
+    batch_sql = ("INSERT INTO reelscore.metric_values AS mv (movie_id, metric_id, raw_value, observed_at, updated_at) "
+                 "SELECT m, %s, r, now(), now() FROM unnest(%s::bigint[], %s::float8[]) AS t(m, r) "
+                 "ON CONFLICT (movie_id, metric_id) DO UPDATE SET raw_value = excluded.raw_value, "
+                 "observed_at = excluded.observed_at, updated_at = excluded.updated_at")
+    has_bulk = b.has_function("begin_load") and b.has_function("finish_load")
+    if has_bulk:
+        def bulk(_i):
+            vals = new_values(n_bulk)
+            with b.conn.transaction():
+                batch = b.scalar("SELECT reelscore.begin_load('bench-ingest', 'csv')")
+                with b.conn.cursor().copy("COPY pg_temp.rs_load_staging (line_no, movie_id, metric_code, raw_value) "
+                                          "FROM STDIN") as cp:
+                    cp.write("".join(f"{k + 1}\t{m}\t{code}\t{v!r}\n"
+                                     for k, (m, v) in enumerate(zip(movie_ids, vals))))
+                res = b.conn.execute("SELECT * FROM reelscore.finish_load(%s)", (batch,)).fetchone()
+            if res[2] != n_bulk:
+                raise RuntimeError(f"finish_load updated {res[2]} of {n_bulk} rows")
+        b.throughput(g, bulk_name, bulk, p.runs, p.tp_warm, n_bulk,
+                     baseline="row by row: INSERT ... ON CONFLICT per row", note=f"{n_bulk:,} changed values of {code}")
+    else:
+        b.unavailable(g, bulk_name, "throughput", "reelscore.begin_load/finish_load do not exist yet")
+    ref = bulk_name if has_bulk else None
+
+    def batched(_i):
+        vals = new_values(n_bulk)
+        with b.conn.transaction():
+            for s in range(0, n_bulk, 5000):
+                b.conn.execute(batch_sql, (mid, movie_ids[s:s + 5000], vals[s:s + 5000]))
+    b.throughput(g, "batched: INSERT ... ON CONFLICT, 5000 rows per statement", batched, p.runs, p.tp_warm, n_bulk,
+                 baseline=ref, note=f"{n_bulk:,} rows")
+
+    def pipelined(_i):
+        vals = new_values(n_slow)
+        with b.conn.transaction(), b.conn.cursor() as cur:
+            cur.executemany(upsert_sql, [(m, mid, v) for m, v in zip(movie_ids[:n_slow], vals)])
+    b.throughput(g, "pipelined: executemany INSERT ... ON CONFLICT (psycopg pipeline)", pipelined,
+                 p.slow_runs, 1, n_slow, baseline=ref, note=f"{n_slow:,} rows, one statement each, pipelined")
+
+    def row_by_row(_i):
+        vals = new_values(n_slow)
+        with b.conn.transaction():
+            for m, v in zip(movie_ids[:n_slow], vals):
+                b.conn.execute(upsert_sql, (m, mid, v))
+    b.throughput(g, "row by row: INSERT ... ON CONFLICT per row", row_by_row, p.slow_runs, 1, n_slow,
+                 baseline=ref, note=f"{n_slow:,} rows, one round trip each")
+    if b.has_function("upsert_metric"):
+        def api_rows(_i):
+            vals = new_values(n_slow)
+            with b.conn.transaction():
+                for m, v in zip(movie_ids[:n_slow], vals):
+                    b.conn.execute("SELECT reelscore.upsert_metric(%s, %s, %s)", (m, code, v))
+        b.throughput(g, "row by row: upsert_metric() per row", api_rows, p.slow_runs, 1, n_slow, baseline=ref,
+                     note=f"{n_slow:,} rows")
+    # the history trigger appended a point per change: remove the bench's points again
+    b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metric_id = %s AND time >= %s", (mid, start))
+    _loader_memory(b, p)
+
+
+def _loader_memory(b: Bench, p: Plan) -> None:
+    """Peak RSS of the CLI loader on a file and on one 4x larger: flat means streaming."""
+    import os
+    import subprocess
+    import sys
+
+    from reelscore.cli import build_parser
+    g = "ingest"
+    parser = build_parser()
+    sub = next((a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction)), None)
+    if sub is None or "load" not in sub.choices:
+        b.unavailable(g, "loader peak memory (file x1 vs x4)", "memory", "no 'reelscore load' command yet")
+        return
+    code = "twitter_mentions"
+    rows1 = max(2000, b.n // 2)
+    sizes = {"x1": rows1, "x4": 4 * rows1}
+    peaks = {}
+    for label, rows in sizes.items():
+        path = b.data_dir / f"load-{label}.csv"
+        b.data_dir.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(7)
+        with open(path, "w") as f:
+            f.write("movie_id,metric_code,raw_value\n")
+            ids = rng.integers(1, b.n + 1, rows)
+            vals = rng.integers(0, 100000, rows)
+            f.writelines(f"{m},{code},{v}\n" for m, v in zip(ids.tolist(), vals.tolist()))
+        env = dict(os.environ, REELSCORE_DATABASE_URL=b.url)
+        proc = subprocess.Popen([sys.executable, "-m", "reelscore.cli", "load", str(path)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            b.add(__import__("bench.core", fromlist=["Row"]).Row(
+                g, f"loader peak memory: {label} ({rows:,} rows)", "memory", status="failed",
+                note=(err or out).strip().splitlines()[-1][:300] if (err or out).strip() else f"exit {proc.returncode}"))
+            continue
+        peaks[label] = usage.ru_maxrss / 1024.0   # kB -> MB
+        from bench.core import Row
+        b.add(Row(g, f"loader peak memory: {label} ({rows:,} rows)", "memory", samples=[peaks[label]], unit="MB",
+                  work=None, baseline=f"loader peak memory: x1 ({rows1:,} rows)" if label == "x4" else None,
+                  note="peak RSS of `reelscore load` (ru_maxrss)"))
+        path.unlink(missing_ok=True)
+    b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metadata ? 'batch_id' AND metric_id = "
+                   "(SELECT id FROM reelscore.metric_definitions WHERE code = %s) AND time >= now() - interval '1 hour'",
+                   (code,))
+
+
+GROUPS = {"normalize": normalize, "scoring": scoring, "search": search, "coverage": coverage,
+          "timeseries": timeseries, "ingest": ingest}
+
+
+def ensure_scores(b: Bench) -> None:
+    """Scores must exist before read paths are measured (when refresh_scores exists)."""
+    if b.has_function("refresh_scores"):
+        try:
+            b.conn.execute("SELECT reelscore.refresh_scores(NULL)")
+        except psycopg.Error as exc:
+            b.log(f"  refresh_scores(NULL) failed before the read benchmarks: {exc}")
+    if b.has_function("refresh_coverage"):
+        try:
+            b.conn.execute("SELECT reelscore.refresh_coverage()")
+        except psycopg.Error as exc:
+            b.log(f"  refresh_coverage() failed: {exc}")
