@@ -30,10 +30,10 @@ MOVIE_COLUMNS = {"movie_id": "id", "id": "id", "tmdb_id": "tmdb_id", "imdb_id": 
 LONG_FIELDS = ("movie_id", "metric_code", "raw_value", "observed_at", "source_record")
 RAW_TEXT_LIMIT = 2000
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)  # ASCII: no other digits
 _NONFINITE = {"nan": "NaN", "+nan": "NaN", "-nan": "NaN", "inf": "Infinity", "+inf": "Infinity",
               "infinity": "Infinity", "+infinity": "Infinity", "-inf": "-Infinity", "-infinity": "-Infinity"}
-_INTEGER = re.compile(r"[-+]?\d{1,19}")
+_INTEGER = re.compile(r"[-+]?\d{1,19}", re.ASCII)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _BIGINT_MAX = 2 ** 63 - 1
 
