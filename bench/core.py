@@ -4,7 +4,8 @@ Every row names its baseline (a row of the same run), so each speed figure stand
 a peer measured minutes apart on the same (shared, noisy) machine. Ratios are computed on
 time per unit of work: `ratio = (median / work) / (baseline median / baseline work)`, so
 rows that did different amounts of work (a row-by-row loader on a tenth of the rows) still
-compare; below 1 is faster than the baseline.
+compare; below 1 is faster than the baseline. pgbench rows compare time per transaction
+(1 / TPS) at the same client count.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ class Row:
         return percentile(self.samples, 50)
 
     def per_item(self) -> float | None:
+        if self.kind == "concurrency":   # time per transaction at this client count: 1 / TPS
+            tps = self.extra.get("tps")
+            return 1.0 / tps if tps else None
         m = self.median
         if m is None:
             return None

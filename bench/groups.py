@@ -387,6 +387,15 @@ def ingest(b: Bench, p: Plan) -> None:
         return
     movie_ids = [r[0] for r in base]
     start = b.scalar("SELECT now()")
+    _snapshot(b)
+    try:
+        _ingest_paths(b, p, g, code, mid, base, movie_ids)
+        _loader_memory(b, p)
+    finally:
+        _restore(b, start)
+
+
+def _ingest_paths(b: Bench, p: Plan, g: str, code: str, mid: int, base: list, movie_ids: list) -> None:
     counter = iter(range(1, 10_000))
 
     def new_values(k: int) -> list[float]:
@@ -394,7 +403,6 @@ def ingest(b: Bench, p: Plan) -> None:
         step = next(counter)
         return [float(int(r[1]) + step) for r in base[:k]]
 
-    n_bulk, n_slow = len(base), min(len(base), p.ingest_rows_slow)
     bulk_name = "bulk path: begin_load + COPY + finish_load"
     upsert_sql = ("INSERT INTO reelscore.metric_values AS mv (movie_id, metric_id, raw_value, observed_at, updated_at) "
                   "VALUES (%s, %s, %s, now(), now()) ON CONFLICT (movie_id, metric_id) DO UPDATE "
@@ -403,6 +411,19 @@ def ingest(b: Bench, p: Plan) -> None:
                  "SELECT m, %s, r, now(), now() FROM unnest(%s::bigint[], %s::float8[]) AS t(m, r) "
                  "ON CONFLICT (movie_id, metric_id) DO UPDATE SET raw_value = excluded.raw_value, "
                  "observed_at = excluded.observed_at, updated_at = excluded.updated_at")
+    n_bulk = len(base)
+    # One statement per row costs what the table's statement-level triggers cost: probe it and
+    # size the row-by-row runs to about 3 s each (0.5 s in a smoke run).
+    probe = []
+    for m, v in zip(movie_ids[:3], new_values(3)):
+        t0 = time.perf_counter()
+        b.conn.execute(upsert_sql, (m, mid, v))
+        probe.append(time.perf_counter() - t0)
+    per_row = sorted(probe)[len(probe) // 2]
+    target = 0.5 if p.smoke else 3.0
+    n_slow = int(min(len(base), p.ingest_rows_slow, max(5, target / max(per_row, 1e-6))))
+    b.log(f"  ingest: one INSERT ... ON CONFLICT statement takes {per_row * 1000:.1f} ms here; "
+          f"row-by-row runs use {n_slow} rows")
     has_bulk = b.has_function("begin_load") and b.has_function("finish_load")
     if has_bulk:
         def bulk(_i):
@@ -452,9 +473,37 @@ def ingest(b: Bench, p: Plan) -> None:
                     b.conn.execute("SELECT reelscore.upsert_metric(%s, %s, %s)", (m, code, v))
         b.throughput(g, "row by row: upsert_metric() per row", api_rows, p.slow_runs, 1, n_slow, baseline=ref,
                      note=f"{n_slow:,} rows")
-    # the history trigger appended a point per change: remove the bench's points again
-    b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metric_id = %s AND time >= %s", (mid, start))
-    _loader_memory(b, p)
+
+
+LOAD_CODES = ["twitter_mentions", "tmdb_vote_count", "imdb_vote_count", "tmdb_budget", "tmdb_revenue",
+              "omdb_box_office", "bom_domestic", "bom_worldwide", "oscar_nominations", "tmdb_popularity"]
+
+
+def _snapshot(b: Bench) -> None:
+    """Keep the values the ingest group will change, so the catalogue can be put back."""
+    b.conn.execute("DROP TABLE IF EXISTS bench.snap_values")
+    b.conn.execute("CREATE UNLOGGED TABLE bench.snap_values AS SELECT v.* FROM reelscore.metric_values v "
+                   "JOIN reelscore.metric_definitions d ON d.id = v.metric_id WHERE d.code = ANY(%s)", (LOAD_CODES,))
+    b.conn.execute("ALTER TABLE bench.snap_values ADD PRIMARY KEY (movie_id, metric_id)")
+
+
+def _restore(b: Bench, since) -> None:
+    """Put the snapshot back (remove rows the loads added, undo changed values) and drop the
+    history points those changes appended, so the next run measures the same catalogue."""
+    ids = [r[0] for r in b.conn.execute("SELECT id FROM reelscore.metric_definitions WHERE code = ANY(%s)",
+                                        (LOAD_CODES,)).fetchall()]
+    with b.conn.transaction():
+        b.conn.execute("DELETE FROM reelscore.metric_values v WHERE v.metric_id = ANY(%s) AND NOT EXISTS "
+                       "(SELECT 1 FROM bench.snap_values s WHERE s.movie_id = v.movie_id AND s.metric_id = v.metric_id)",
+                       (ids,))
+        b.conn.execute("UPDATE reelscore.metric_values v SET raw_value = s.raw_value, observed_at = s.observed_at, "
+                       "source_record = s.source_record, batch_id = s.batch_id, updated_at = s.updated_at "
+                       "FROM bench.snap_values s WHERE s.movie_id = v.movie_id AND s.metric_id = v.metric_id "
+                       "AND (v.raw_value, v.observed_at) IS DISTINCT FROM (s.raw_value, s.observed_at)")
+        # points appended since the group started, and the restore's own (they carry 'previous')
+        b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metric_id = ANY(%s) "
+                       "AND (time >= %s OR metadata ? 'previous' OR metadata ? 'batch_id')", (ids, since))
+    b.conn.execute("DROP TABLE bench.snap_values")
 
 
 def _loader_memory(b: Bench, p: Plan) -> None:
@@ -470,21 +519,22 @@ def _loader_memory(b: Bench, p: Plan) -> None:
     if sub is None or "load" not in sub.choices:
         b.unavailable(g, "loader peak memory (file x1 vs x4)", "memory", "no 'reelscore load' command yet")
         return
-    code = "twitter_mentions"
-    rows1 = max(2000, b.n // 2)
+    codes = LOAD_CODES
+    rows1 = max(2000, b.n)
     sizes = {"x1": rows1, "x4": 4 * rows1}
     peaks = {}
     for label, rows in sizes.items():
         path = b.data_dir / f"load-{label}.csv"
         b.data_dir.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(7)
+        # distinct (movie, metric) pairs, so no row is a duplicate within the file
+        pairs = rng.permutation(b.n * len(codes))[:rows]
         with open(path, "w") as f:
             f.write("movie_id,metric_code,raw_value\n")
-            ids = rng.integers(1, b.n + 1, rows)
             vals = rng.integers(0, 100000, rows)
-            f.writelines(f"{m},{code},{v}\n" for m, v in zip(ids.tolist(), vals.tolist()))
+            f.writelines(f"{1 + pr % b.n},{codes[pr // b.n]},{v}\n" for pr, v in zip(pairs.tolist(), vals.tolist()))
         env = dict(os.environ, REELSCORE_DATABASE_URL=b.url)
-        proc = subprocess.Popen([sys.executable, "-m", "reelscore.cli", "load", str(path)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "reelscore.cli", "load", "--no-progress", str(path)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         out, err = proc.stdout.read(), proc.stderr.read()
@@ -500,9 +550,7 @@ def _loader_memory(b: Bench, p: Plan) -> None:
                   work=None, baseline=f"loader peak memory: x1 ({rows1:,} rows)" if label == "x4" else None,
                   note="peak RSS of `reelscore load` (ru_maxrss)"))
         path.unlink(missing_ok=True)
-    b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metadata ? 'batch_id' AND metric_id = "
-                   "(SELECT id FROM reelscore.metric_definitions WHERE code = %s) AND time >= now() - interval '1 hour'",
-                   (code,))
+
 
 
 GROUPS = {"normalize": normalize, "scoring": scoring, "search": search, "coverage": coverage,
