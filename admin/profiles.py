@@ -129,7 +129,8 @@ def save(name: str):
     try:
         weights = weights_from_form(request.form, _metric_codes())
     except BadInput as exc:
-        return _render_profile(p, form, errors={exc.field: str(exc)}, status=400)
+        field = "weights" if exc.field.startswith("cat_") else "metric_weights"
+        return _render_profile(p, form, errors={field: f"{exc.field.split('_', 1)[1]}: {exc}"}, status=400)
     try:
         with transaction(g.user, form.reason.data.strip()) as conn:
             version = conn.execute(
