@@ -57,6 +57,7 @@ class Listener:
         raise AssertionError(f"marker event never arrived; got {got}")
 
     def close(self):
+        self.resp.close()   # the response holds the socket too: close both, or the server never notices
         self.conn.close()
 
 
@@ -447,6 +448,7 @@ class SSEStream:
                 return int(f["id"]), json.loads(f["data"])
 
     def close(self):
+        self.resp.close()   # the response holds the socket too: close both, or the server never notices
         self.conn.close()
 
 
