@@ -1,0 +1,457 @@
+-- 500-coverage: coverage snapshots (refresh_coverage), coverage by category/source/overall,
+-- heatmap by release decade, 7-day trends, alerts (threshold and freshness), gap analysis.
+--
+-- refresh_coverage() only reads the data tables (ACCESS SHARE, like any SELECT) and appends
+-- snapshot rows, so it never blocks readers or writers of movies / metric_values. Every
+-- view below reads the latest snapshot: cheap to read at any rate.
+
+-- ---------------------------------------------------------------------------------------
+-- The refresh.
+-- ---------------------------------------------------------------------------------------
+-- jit off: compiling these queries costs more than it saves.
+CREATE OR REPLACE FUNCTION reelscore.refresh_coverage() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
+AS $$
+DECLARE
+  v_t0        timestamptz := clock_timestamp();
+  v_snapshot  bigint;
+  v_total     integer;
+  v_slots     smallint[];
+  v_ids       smallint[];
+  v_groups    text[] := '{}';     -- 'category:rating', 'source:tmdb', ...
+  v_masks     bigint[] := '{}';   -- slot bit masks of those groups
+  v_all_mask  bigint;
+  v_bits      bigint[];           -- slot bit of each active metric, indexed by metric id
+  v_bit_expr  text;
+  v_metric_aggs text;
+  v_group_aggs  text;
+  v_sql       text;
+  v_rec       record;
+  v_hashagg   text := current_setting('enable_hashagg');
+  v_hashjoin  text := current_setting('enable_hashjoin');
+BEGIN
+  -- One refresh at a time; a second caller returns NULL at once instead of queueing.
+  IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('reelscore.refresh_coverage')) THEN
+    RAISE NOTICE 'refresh_coverage: another refresh is running; skipped';
+    RETURN NULL;
+  END IF;
+
+  -- Each active metric gets one bit of a per-movie mask: bit (slot - 1) of the 32-d layout.
+  SELECT array_agg(d.slot ORDER BY d.slot), array_agg(d.id ORDER BY d.slot),
+         coalesce(bit_or(1::bigint << (d.slot - 1)), 0)
+    INTO v_slots, v_ids, v_all_mask
+  FROM reelscore.metric_definitions d WHERE d.active;
+  -- The bit of each metric, indexed by metric id: the per-movie pass needs no join, so it
+  -- streams from an index-only scan of the primary key (movie_id, metric_id).
+  SELECT array_agg(b.bit ORDER BY b.i) INTO v_bits
+  FROM (SELECT i, (SELECT 1::bigint << (d.slot - 1) FROM reelscore.metric_definitions d
+                   WHERE d.id = i AND d.active) AS bit
+        FROM generate_series(1, (SELECT coalesce(max(d.id), 0) FROM reelscore.metric_definitions d)) i) b;
+  -- When every metric id is its slot (the seeded registry) the lookup is a plain shift.
+  v_bit_expr := CASE
+    WHEN NOT EXISTS (SELECT 1 FROM reelscore.metric_definitions d WHERE d.id <> d.slot)
+      THEN '1::bigint << (v.metric_id - 1)'
+    ELSE format('(%L::bigint[])[v.metric_id]', v_bits) END;
+
+  FOR v_rec IN
+    SELECT 'category' AS dim, d.category::text AS name, bit_or(1::bigint << (d.slot - 1)) AS mask
+    FROM reelscore.metric_definitions d WHERE d.active GROUP BY d.category
+    UNION ALL
+    SELECT 'source', d.source::text, bit_or(1::bigint << (d.slot - 1))
+    FROM reelscore.metric_definitions d WHERE d.active GROUP BY d.source
+    ORDER BY 1, 2
+  LOOP
+    v_groups := v_groups || (v_rec.dim || ':' || v_rec.name);
+    v_masks := v_masks || v_rec.mask;
+  END LOOP;
+
+  SELECT count(*) INTO v_total FROM reelscore.movies;
+
+  INSERT INTO reelscore.coverage_snapshots (taken_at, total_movies, movies_with_data, value_count)
+  VALUES (v_t0, v_total, 0, 0) RETURNING id INTO v_snapshot;
+
+  -- Pass 1, per metric: count and value statistics from an index-only scan of
+  -- metric_values (metric_id, raw_value), already in the order the median needs;
+  -- freshness from the (metric_id, observed_at) index: only stale entries are read.
+  INSERT INTO reelscore.metric_coverage_stats
+    (snapshot_id, metric_id, metric_code, total_movies, movies_with_data, coverage_percentage,
+     avg_value, min_value, max_value, median_value, stale_movies, oldest_observed_at,
+     newest_observed_at, last_calculated)
+  SELECT v_snapshot, d.id, d.code, v_total, coalesce(s.n, 0),
+         CASE WHEN v_total > 0 THEN 100.0::float8 * coalesce(s.n, 0) / v_total ELSE 0 END,
+         s.avg_value, s.min_value, s.max_value, s.median_value,
+         CASE WHEN d.freshness_days IS NULL THEN 0
+              ELSE (SELECT count(*) FROM reelscore.metric_values o
+                    WHERE o.metric_id = d.id AND o.observed_at < v_t0 - d.freshness_days * interval '1 day') END,
+         (SELECT min(o.observed_at) FROM reelscore.metric_values o WHERE o.metric_id = d.id),
+         (SELECT max(o.observed_at) FROM reelscore.metric_values o WHERE o.metric_id = d.id),
+         v_t0
+  FROM reelscore.metric_definitions d
+  LEFT JOIN (
+    SELECT v.metric_id, count(*) AS n, avg(v.raw_value) AS avg_value, min(v.raw_value) AS min_value,
+           max(v.raw_value) AS max_value,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY v.raw_value) AS median_value
+    FROM reelscore.metric_values v
+    GROUP BY v.metric_id
+  ) s ON s.metric_id = d.id
+  WHERE d.active;
+
+  -- Pass 2, per movie: a bit mask of the metrics it has, by release decade. From it, the
+  -- heatmap (per metric and decade) and the group coverage (category, source, overall).
+  SELECT string_agg(format('coalesce(sum(dm.n) FILTER (WHERE dm.mask & %s <> 0), 0)', 1::bigint << (s - 1)), ', ' ORDER BY s)
+    INTO v_metric_aggs FROM unnest(v_slots) s;
+  SELECT string_agg(format('coalesce(sum(dm.n) FILTER (WHERE dm.mask & %s <> 0), 0)', m), ', ' ORDER BY i)
+    INTO v_group_aggs FROM unnest(v_masks) WITH ORDINALITY AS g(m, i);
+
+  v_sql := format($q$
+    WITH pm AS (
+      SELECT v.movie_id, bit_or(%s) AS mask
+      FROM reelscore.metric_values v
+      %s
+      GROUP BY v.movie_id
+    ), dm AS (
+      -- First collapse movies to (decade, mask) pairs: far fewer rows for the filters below.
+      SELECT (m.release_year / 10) * 10 AS decade, pm.mask, count(*) AS n
+      FROM reelscore.movies m
+      LEFT JOIN pm ON pm.movie_id = m.id
+      GROUP BY 1, 2
+    ), per_decade AS (
+      SELECT dm.decade, sum(dm.n) AS total,
+             coalesce(sum(dm.n) FILTER (WHERE dm.mask IS NOT NULL), 0) AS with_any,
+             ARRAY[%s]::bigint[] AS metric_counts,
+             ARRAY[%s]::bigint[] AS group_counts
+      FROM dm
+      GROUP BY 1
+    )
+    SELECT decade, total, with_any, metric_counts, group_counts FROM per_decade
+  $q$, v_bit_expr,
+      -- inactive metrics (plain-shift path) must not count
+      CASE WHEN v_bit_expr LIKE '1::bigint%' AND EXISTS (SELECT 1 FROM reelscore.metric_definitions d WHERE NOT d.active)
+           THEN format('WHERE v.metric_id = ANY (%L::smallint[])', v_ids) ELSE '' END,
+      coalesce(v_metric_aggs, ''), coalesce(v_group_aggs, ''));
+
+  CREATE TEMP TABLE IF NOT EXISTS pg_temp.coverage_per_decade (
+    decade integer, total bigint, with_any bigint, metric_counts bigint[], group_counts bigint[]
+  ) ON COMMIT DROP;
+  TRUNCATE pg_temp.coverage_per_decade;
+  -- Grouping 1M movies by hashing spills; the primary key's order makes it a stream.
+  PERFORM set_config('enable_hashagg', 'off', true);
+  PERFORM set_config('enable_hashjoin', 'off', true);
+  EXECUTE 'INSERT INTO pg_temp.coverage_per_decade ' || v_sql;
+  PERFORM set_config('enable_hashagg', v_hashagg, true);
+  PERFORM set_config('enable_hashjoin', v_hashjoin, true);
+
+  INSERT INTO reelscore.coverage_heatmap
+    (snapshot_id, dimension, bucket, bucket_order, metric_id, total_movies, movies_with_data)
+  SELECT v_snapshot, 'decade', coalesce(p.decade || 's', 'unknown'), coalesce(p.decade, 999999),
+         v_ids[k.i], p.total, coalesce(p.metric_counts[k.i], 0)
+  FROM pg_temp.coverage_per_decade p
+  CROSS JOIN generate_subscripts(v_ids, 1) AS k(i);
+
+  INSERT INTO reelscore.coverage_group_stats
+    (snapshot_id, dimension, group_name, metric_count, total_movies, movies_with_data, coverage_percentage)
+  SELECT v_snapshot, split_part(v_groups[g.i], ':', 1), split_part(v_groups[g.i], ':', 2),
+         (SELECT count(*) FROM unnest(v_slots) s WHERE v_masks[g.i] & (1::bigint << (s - 1)) <> 0),
+         v_total, x.n, CASE WHEN v_total > 0 THEN 100.0::float8 * x.n / v_total ELSE 0 END
+  FROM generate_subscripts(v_groups, 1) AS g(i)
+  CROSS JOIN LATERAL (SELECT coalesce(sum(p.group_counts[g.i]), 0)::integer AS n
+                      FROM pg_temp.coverage_per_decade p) x
+  UNION ALL
+  SELECT v_snapshot, 'overall', 'all', coalesce(cardinality(v_slots), 0), v_total, x.n,
+         CASE WHEN v_total > 0 THEN 100.0::float8 * x.n / v_total ELSE 0 END
+  FROM (SELECT coalesce(sum(p.with_any), 0)::integer AS n FROM pg_temp.coverage_per_decade p) x;
+
+  UPDATE reelscore.coverage_snapshots s
+  SET movies_with_data = (SELECT g.movies_with_data FROM reelscore.coverage_group_stats g
+                          WHERE g.snapshot_id = v_snapshot AND g.dimension = 'overall'),
+      value_count = (SELECT coalesce(sum(c.movies_with_data), 0) FROM reelscore.metric_coverage_stats c
+                     WHERE c.snapshot_id = v_snapshot),
+      duration_ms = extract(epoch FROM clock_timestamp() - v_t0) * 1000
+  WHERE s.id = v_snapshot;
+
+  PERFORM reelscore.prune_coverage_history(v_t0);
+  RETURN v_snapshot;
+END
+$$;
+COMMENT ON FUNCTION reelscore.refresh_coverage() IS
+  'Take a coverage snapshot: per metric (the seed''s metric_coverage_stats: total movies, movies with data, coverage percentage, average, minimum, maximum and median raw value, stale values), per category, source and overall, and the heatmap by release decade. Never blocks readers or writers; a concurrent second call returns NULL. Returns the snapshot id.';
+
+-- History is kept, thinned as it ages: every snapshot of the last day, then the last one
+-- of each hour for 30 days, then the last one of each day. Heatmaps are kept for the
+-- newest 10 snapshots only (the panel shows the latest).
+CREATE OR REPLACE FUNCTION reelscore.prune_coverage_history(p_now timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_n integer;
+BEGIN
+  DELETE FROM reelscore.coverage_snapshots s
+  USING (SELECT c.id, row_number() OVER (
+                  PARTITION BY date_trunc(CASE WHEN c.taken_at < p_now - interval '30 days' THEN 'day'
+                                               ELSE 'hour' END, c.taken_at)
+                  ORDER BY c.taken_at DESC) AS rn
+         FROM reelscore.coverage_snapshots c
+         WHERE c.taken_at < p_now - interval '1 day') x
+  WHERE s.id = x.id AND x.rn > 1;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  DELETE FROM reelscore.coverage_heatmap h
+  WHERE h.snapshot_id < (SELECT min(t.id) FROM (SELECT c.id FROM reelscore.coverage_snapshots c
+                                                ORDER BY c.id DESC LIMIT 10) t);
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.prune_coverage_history(timestamptz) IS
+  'Thin the coverage history: all snapshots of the last day, the last of each hour up to 30 days, the last of each day beyond; heatmaps for the newest 10 snapshots. Returns the number of snapshots removed.';
+
+-- ---------------------------------------------------------------------------------------
+-- Reading the latest snapshot.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW reelscore.coverage_latest AS
+SELECT s.id AS snapshot_id, s.taken_at, s.total_movies, s.movies_with_data,
+       CASE WHEN s.total_movies > 0 THEN 100.0::float8 * s.movies_with_data / s.total_movies ELSE 0 END
+         AS coverage_percentage,
+       s.value_count, s.duration_ms,
+       (SELECT count(*) FROM reelscore.metric_coverage_stats c
+        WHERE c.snapshot_id = s.id AND c.movies_with_data > 0) AS metrics_with_data,
+       (SELECT count(DISTINCT d.source) FROM reelscore.metric_coverage_stats c
+        JOIN reelscore.metric_definitions d ON d.id = c.metric_id
+        WHERE c.snapshot_id = s.id AND c.movies_with_data > 0) AS active_sources
+FROM reelscore.coverage_snapshots s
+ORDER BY s.id DESC
+LIMIT 1;
+COMMENT ON VIEW reelscore.coverage_latest IS
+  'The latest coverage snapshot: overall coverage (movies with any active metric), values, metrics and sources with data.';
+
+CREATE OR REPLACE VIEW reelscore.metric_coverage AS
+SELECT d.id AS metric_id, d.code AS metric_code, d.name, d.category, d.source, d.source_reliability,
+       d.coverage_threshold, d.freshness_days, d.active,
+       c.total_movies, c.movies_with_data, c.coverage_percentage,
+       c.movies_with_data::float8 / nullif(c.total_movies, 0) < d.coverage_threshold AS below_threshold,
+       c.avg_value, c.min_value, c.max_value, c.median_value,
+       c.stale_movies, c.oldest_observed_at, c.newest_observed_at, c.last_calculated, c.snapshot_id
+FROM reelscore.metric_definitions d
+LEFT JOIN reelscore.metric_coverage_stats c
+  ON c.metric_id = d.id AND c.snapshot_id = (SELECT max(s.id) FROM reelscore.coverage_snapshots s)
+ORDER BY d.slot;
+COMMENT ON VIEW reelscore.metric_coverage IS
+  'Per metric, the latest snapshot''s coverage and value statistics beside its reliability, threshold and freshness.';
+
+CREATE OR REPLACE VIEW reelscore.coverage_by_category AS
+SELECT g.group_name AS category, g.metric_count, g.total_movies, g.movies_with_data, g.coverage_percentage,
+       r.avg_reliability, g.snapshot_id, s.taken_at
+FROM reelscore.coverage_group_stats g
+JOIN reelscore.coverage_snapshots s ON s.id = g.snapshot_id
+LEFT JOIN (SELECT d.category::text AS name, avg(d.source_reliability) AS avg_reliability
+           FROM reelscore.metric_definitions d WHERE d.active GROUP BY d.category) r ON r.name = g.group_name
+WHERE g.dimension = 'category' AND g.snapshot_id = (SELECT max(s2.id) FROM reelscore.coverage_snapshots s2)
+ORDER BY g.group_name;
+COMMENT ON VIEW reelscore.coverage_by_category IS
+  'Latest coverage per category: movies with at least one active metric of the category.';
+
+CREATE OR REPLACE VIEW reelscore.coverage_by_source AS
+SELECT g.group_name AS source, g.metric_count, g.total_movies, g.movies_with_data, g.coverage_percentage,
+       r.source_reliability, r.min_reliability, r.max_reliability, r.metric_codes, g.snapshot_id, s.taken_at
+FROM reelscore.coverage_group_stats g
+JOIN reelscore.coverage_snapshots s ON s.id = g.snapshot_id
+LEFT JOIN (SELECT d.source::text AS name, avg(d.source_reliability) AS source_reliability,
+                  min(d.source_reliability) AS min_reliability, max(d.source_reliability) AS max_reliability,
+                  array_agg(d.code::text ORDER BY d.slot) AS metric_codes
+           FROM reelscore.metric_definitions d WHERE d.active GROUP BY d.source) r ON r.name = g.group_name
+WHERE g.dimension = 'source' AND g.snapshot_id = (SELECT max(s2.id) FROM reelscore.coverage_snapshots s2)
+ORDER BY g.group_name;
+COMMENT ON VIEW reelscore.coverage_by_source IS
+  'Latest coverage per source beside the source''s reliability (mean of its metrics'' source_reliability; min and max when they differ).';
+
+CREATE OR REPLACE VIEW reelscore.coverage_heatmap_latest AS
+SELECT h.dimension, h.bucket, h.bucket_order, d.code AS metric_code, d.category, d.slot,
+       h.total_movies, h.movies_with_data,
+       CASE WHEN h.total_movies > 0 THEN 100.0::float8 * h.movies_with_data / h.total_movies ELSE 0 END
+         AS coverage_percentage,
+       h.snapshot_id
+FROM reelscore.coverage_heatmap h
+JOIN reelscore.metric_definitions d ON d.id = h.metric_id
+WHERE h.snapshot_id = (SELECT max(h2.snapshot_id) FROM reelscore.coverage_heatmap h2)
+ORDER BY h.bucket_order, d.slot;
+COMMENT ON VIEW reelscore.coverage_heatmap_latest IS
+  'Heatmap data set: coverage of each metric by release decade (bucket ''unknown'' for movies without a release date), latest snapshot.';
+
+-- ---------------------------------------------------------------------------------------
+-- Trends from the snapshot history.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.coverage_trend(p_days integer DEFAULT 7)
+RETURNS TABLE (metric_code text, category text, source text, current_percentage double precision,
+               start_percentage double precision, change double precision,
+               days date[], daily_percentage double precision[], snapshots bigint)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  WITH hist AS (
+    SELECT c.metric_id, c.last_calculated, c.coverage_percentage,
+           row_number() OVER (PARTITION BY c.metric_id, c.last_calculated::date
+                              ORDER BY c.last_calculated DESC) AS rn_day
+    FROM reelscore.metric_coverage_stats c
+    WHERE c.last_calculated >= (SELECT max(s.taken_at) FROM reelscore.coverage_snapshots s)
+                               - make_interval(days => p_days)
+  )
+  SELECT d.code::text, d.category::text, d.source::text,
+         (array_agg(h.coverage_percentage ORDER BY h.last_calculated DESC))[1],
+         (array_agg(h.coverage_percentage ORDER BY h.last_calculated))[1],
+         (array_agg(h.coverage_percentage ORDER BY h.last_calculated DESC))[1]
+           - (array_agg(h.coverage_percentage ORDER BY h.last_calculated))[1],
+         array_agg(h.last_calculated::date ORDER BY h.last_calculated) FILTER (WHERE h.rn_day = 1),
+         array_agg(h.coverage_percentage ORDER BY h.last_calculated) FILTER (WHERE h.rn_day = 1),
+         count(*)
+  FROM hist h
+  JOIN reelscore.metric_definitions d ON d.id = h.metric_id
+  GROUP BY d.code, d.category, d.source, d.slot
+  ORDER BY d.slot
+$$;
+COMMENT ON FUNCTION reelscore.coverage_trend(integer) IS
+  'Per metric over the last p_days days of snapshots: current and starting coverage percentage, the change, and one point per day (the day''s last snapshot) for sparklines.';
+
+CREATE OR REPLACE VIEW reelscore.coverage_trend_7d AS
+SELECT * FROM reelscore.coverage_trend(7);
+COMMENT ON VIEW reelscore.coverage_trend_7d IS
+  '7-day coverage trend per metric (reelscore.coverage_trend(7)).';
+
+CREATE OR REPLACE FUNCTION reelscore.coverage_history(p_metric_code text, p_since interval DEFAULT '7 days')
+RETURNS TABLE (last_calculated timestamptz, movies_with_data integer, total_movies integer,
+               coverage_percentage double precision, stale_movies integer)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT c.last_calculated, c.movies_with_data, c.total_movies, c.coverage_percentage, c.stale_movies
+  FROM reelscore.metric_coverage_stats c
+  JOIN reelscore.metric_definitions d ON d.id = c.metric_id
+  WHERE d.code = p_metric_code AND c.last_calculated >= now() - p_since
+  ORDER BY c.last_calculated
+$$;
+COMMENT ON FUNCTION reelscore.coverage_history(text, interval) IS
+  'Every kept snapshot of one metric''s coverage since now() - p_since, oldest first.';
+
+-- ---------------------------------------------------------------------------------------
+-- Alerts: what an admin or a monitoring system reads.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW reelscore.coverage_alerts AS
+SELECT m.metric_code::text, m.category::text, m.source::text, 'low_coverage'::text AS kind,
+       CASE WHEN m.movies_with_data = 0 THEN 'critical' ELSE 'warning' END AS severity,
+       m.movies_with_data::float8 / nullif(m.total_movies, 0) AS observed,
+       m.coverage_threshold AS threshold, m.movies_with_data::bigint AS affected_movies,
+       format('%s covers %s%% of movies, under its threshold of %s%%', m.metric_code,
+              round(m.coverage_percentage::numeric, 2), round((100 * m.coverage_threshold)::numeric, 2)) AS message,
+       m.last_calculated AS as_of
+FROM reelscore.metric_coverage m
+WHERE m.active AND m.total_movies > 0 AND m.below_threshold
+UNION ALL
+SELECT m.metric_code::text, m.category::text, m.source::text, 'stale',
+       'warning',
+       extract(epoch FROM m.last_calculated - m.oldest_observed_at) / 86400.0,
+       m.freshness_days::float8, m.stale_movies::bigint,
+       format('%s: %s values older than %s days (oldest observed %s)', m.metric_code, m.stale_movies,
+              m.freshness_days, m.oldest_observed_at),
+       m.last_calculated
+FROM reelscore.metric_coverage m
+WHERE m.active AND m.stale_movies > 0;
+COMMENT ON VIEW reelscore.coverage_alerts IS
+  'Alerts from the latest snapshot: low_coverage (movies with data / total under coverage_threshold; critical when none) and stale (values observed more than freshness_days before the snapshot; observed = age of the oldest value in days).';
+
+-- ---------------------------------------------------------------------------------------
+-- Gap analysis.
+-- ---------------------------------------------------------------------------------------
+-- The movies that lack every active metric of a scope (a metric, a category or a source),
+-- ranked by what the gap costs: the movie's reach (the normalized value of a reach metric,
+-- e.g. its vote count or popularity), so popular movies without the data come first.
+-- Movies without the reach metric follow with cost 0, by id. Walks the reach metric's
+-- (metric_id, raw_value) index from the top, so the first pages are fast.
+CREATE OR REPLACE FUNCTION reelscore.coverage_gaps(p_scope text, p_name text, p_rank_by text DEFAULT NULL,
+                                                   p_limit integer DEFAULT 50, p_offset integer DEFAULT 0)
+RETURNS TABLE (movie_id bigint, title text, release_year smallint, gap_cost double precision,
+               rank_value double precision, ranked_by text)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_scope_ids smallint[];
+  v_rank reelscore.metric_norm_params%ROWTYPE;
+BEGIN
+  IF p_scope IS NULL OR p_scope NOT IN ('metric', 'category', 'source') THEN
+    RAISE EXCEPTION 'unknown gap scope %', coalesce(quote_literal(p_scope), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''metric'', ''category'' or ''source''.';
+  END IF;
+  IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 OR p_offset IS NULL OR p_offset < 0 THEN
+    RAISE EXCEPTION 'p_limit must be 1..10000 and p_offset >= 0, got % and %', p_limit, p_offset
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT array_agg(d.id) INTO v_scope_ids
+  FROM reelscore.metric_definitions d
+  WHERE d.active AND CASE p_scope WHEN 'metric' THEN d.code = p_name
+                                  WHEN 'category' THEN d.category = p_name
+                                  ELSE d.source = p_name END;
+  IF v_scope_ids IS NULL THEN
+    RAISE EXCEPTION 'no active metric in % %', p_scope, coalesce(quote_literal(p_name), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'See reelscore.metric_definitions for codes, categories and sources.';
+  END IF;
+
+  IF p_rank_by IS NOT NULL THEN
+    SELECT * INTO v_rank FROM reelscore.metric_norm_params p WHERE p.metric_code = p_rank_by;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'unknown metric % to rank gaps by', quote_literal(p_rank_by)
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+  ELSE
+    -- Default reach metric: a popularity metric or a vote count outside the scope, the
+    -- best covered one in the latest snapshot.
+    SELECT p.* INTO v_rank
+    FROM reelscore.metric_norm_params p
+    LEFT JOIN reelscore.metric_coverage c ON c.metric_id = p.metric_id
+    WHERE p.active AND p.metric_id <> ALL (v_scope_ids)
+      AND (p.category = 'popularity' OR p.metric_code LIKE '%vote_count')
+      AND p.data_type IN ('count', 'numeric')
+    ORDER BY coalesce(c.movies_with_data, 0) DESC, p.slot
+    LIMIT 1;
+  END IF;
+
+  RETURN QUERY
+  SELECT g.movie_id, mv.title, mv.release_year, g.cost, g.raw, v_rank.metric_code::text
+  FROM (
+    (SELECT r.movie_id, r.raw_value AS raw,
+            coalesce(reelscore.normalize_with(v_rank.normalization_type, v_rank.args, r.raw_value), 0) AS cost
+     FROM reelscore.metric_values r
+     WHERE r.metric_id = v_rank.metric_id
+       AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                       WHERE x.movie_id = r.movie_id AND x.metric_id = ANY (v_scope_ids))
+     ORDER BY r.raw_value DESC, r.movie_id)
+    UNION ALL
+    (SELECT m.id, NULL::float8, 0::float8
+     FROM reelscore.movies m
+     WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                       WHERE x.movie_id = m.id AND x.metric_id = ANY (v_scope_ids))
+       AND (v_rank.metric_id IS NULL
+            OR NOT EXISTS (SELECT 1 FROM reelscore.metric_values y
+                           WHERE y.movie_id = m.id AND y.metric_id = v_rank.metric_id))
+     ORDER BY m.id)
+    LIMIT p_limit OFFSET p_offset
+  ) g
+  JOIN reelscore.movies mv ON mv.id = g.movie_id
+  ORDER BY g.raw DESC NULLS LAST, g.movie_id;
+END
+$$;
+COMMENT ON FUNCTION reelscore.coverage_gaps(text, text, text, integer, integer) IS
+  'Movies lacking every active metric of a scope (p_scope ''metric'' | ''category'' | ''source'', p_name its code or name), most costly gaps first: cost = the movie''s normalized reach (p_rank_by, default the best-covered popularity or vote-count metric outside the scope); movies without reach data follow with cost 0.';
+
+CREATE OR REPLACE FUNCTION reelscore.coverage_gap_counts()
+RETURNS TABLE (dimension text, group_name text, movies_missing integer, total_movies integer,
+               missing_percentage double precision)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT 'metric', c.metric_code::text, c.total_movies - c.movies_with_data, c.total_movies,
+         100.0 - c.coverage_percentage
+  FROM reelscore.metric_coverage c WHERE c.active AND c.snapshot_id IS NOT NULL
+  UNION ALL
+  SELECT g.dimension, g.group_name, g.total_movies - g.movies_with_data, g.total_movies,
+         100.0 - g.coverage_percentage
+  FROM reelscore.coverage_group_stats g
+  WHERE g.snapshot_id = (SELECT max(s.id) FROM reelscore.coverage_snapshots s)
+$$;
+COMMENT ON FUNCTION reelscore.coverage_gap_counts() IS
+  'How many movies lack each metric, category and source (and any data at all), from the latest snapshot.';
