@@ -124,3 +124,34 @@ END
 $$;
 COMMENT ON FUNCTION reelscore.similar_movies_exact(bigint, integer, boolean) IS
   'Exact nearest neighbours (sequential scan) with the same arguments and columns as similar_movies: the reference its recall is measured against.';
+
+-- Bulk loads: HNSW grows one insertion at a time, which is far slower than building the
+-- index over the finished table. A bulk load (the synthetic generator, a first
+-- refresh_features over a large catalogue) may drop the index first and build it after.
+-- The definition is the one of migration 0008.
+CREATE OR REPLACE FUNCTION reelscore.drop_similarity_index() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+BEGIN
+  DROP INDEX IF EXISTS reelscore.movie_features_nvec_hnsw;
+END
+$$;
+COMMENT ON FUNCTION reelscore.drop_similarity_index() IS
+  'Drop the HNSW index of similar_movies before a bulk load (similar_movies still answers, by a sequential scan); build_similarity_index() puts it back.';
+
+CREATE OR REPLACE FUNCTION reelscore.build_similarity_index(p_maintenance_work_mem text DEFAULT '256MB')
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+BEGIN
+  IF p_maintenance_work_mem !~ '^[0-9]+(kB|MB|GB)$' THEN
+    RAISE EXCEPTION 'p_maintenance_work_mem must look like 256MB, got %', quote_literal(p_maintenance_work_mem)
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  PERFORM set_config('maintenance_work_mem', p_maintenance_work_mem, true);
+  CREATE INDEX IF NOT EXISTS movie_features_nvec_hnsw ON reelscore.movie_features
+    USING hnsw (nvec vector_l2_ops) WITH (m = 16, ef_construction = 64);
+END
+$$;
+COMMENT ON FUNCTION reelscore.build_similarity_index(text) IS
+  'Build the HNSW index of similar_movies (migration 0008''s definition) if it is missing, e.g. after a bulk load; the graph is built in maintenance_work_mem (default 256MB).';

@@ -89,7 +89,6 @@ GRANT EXECUTE ON FUNCTION
   reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),
   reelscore.parse_query(text)
   TO reelscore_read;
-
 -- == profiles and scoring ==
 GRANT SELECT ON reelscore.weight_profiles, reelscore.profile_metric_weights, reelscore.weight_profile_versions,
   reelscore.weight_profile_activations, reelscore.weight_profile_history, reelscore.user_profile_assignments,

@@ -1,0 +1,486 @@
+"""search_movies, similar_movies and parse_query on a real server.
+
+The data is generated here (numpy, a fixed seed) and loaded with COPY; every expected
+answer is computed here from the raw values with the registry's formulas (written out
+below, independently of the SQL), never read back from the code under test."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+N_MOVIES = 3000
+GENRES = ["Drama", "Comedy", "Action", "Horror", "Science Fiction", "Western"]
+# metric code -> (coverage, generator(rng, n) of raw values)
+METRICS = {
+    "imdb_rating": (0.9, lambda r, n: np.round(np.clip(r.normal(6.3, 1.2, n), 1, 10), 1)),
+    "imdb_vote_count": (0.85, lambda r, n: np.floor(r.lognormal(8, 2, n))),
+    "metacritic_score": (0.4, lambda r, n: np.clip(np.round(r.normal(60, 18, n)), 0, 100)),
+    "rt_tomatometer": (0.5, lambda r, n: np.clip(np.round(r.normal(62, 25, n)), 0, 100)),
+    "tmdb_popularity": (0.8, lambda r, n: np.round(r.lognormal(2.0, 1.3, n), 3)),
+    "oscar_wins": (0.06, lambda r, n: r.integers(0, 5, n).astype(float)),
+    "oscar_nominations": (0.1, lambda r, n: r.integers(0, 8, n).astype(float)),
+    "afi_top_100": (0.03, lambda r, n: r.integers(1, 101, n).astype(float)),
+    "criterion_collection": (0.12, lambda r, n: r.integers(0, 2, n).astype(float)),
+    "nfr_preserved": (0.08, lambda r, n: r.integers(0, 2, n).astype(float)),
+    "bom_worldwide": (0.35, lambda r, n: np.floor(r.lognormal(16.5, 2.0, n))),
+    "tmdb_budget": (0.3, lambda r, n: np.floor(r.lognormal(16, 1.5, n))),
+}
+HOSTILE = [
+    "'; DROP TABLE reelscore.movies; --",
+    "rating' OR '1'='1",
+    "x\" OR 1=1 --",
+    "$1",
+    "($2 -> 0)",
+    "f.cat_rating >= 0 OR true",
+    "1); SELECT pg_sleep(5); --",
+    "%s %I %L $$ $q$",
+    "Robert'); DELETE FROM reelscore.metric_values; --",
+    "\\\\ \\' \\\" \t\n",
+    "𝔲𝔫𝔦𝔠𝔬𝔡𝔢 ☃ \u202e",
+    "a" * 3000,
+]
+
+
+# ---------------------------------------------------------------------------------------
+# The registry's formulas, written out independently of sql/100-registry.sql.
+# ---------------------------------------------------------------------------------------
+def normalize(defn: dict, x: float) -> float:
+    t, p = defn["normalization_type"], defn["normalization_params"]
+    if t == "linear":
+        return min(1.0, max(0.0, (x - defn["raw_scale_min"]) / (defn["raw_scale_max"] - defn["raw_scale_min"])))
+    if t == "logarithmic":
+        return min(1.0, max(0.0, math.log(max(x, 0) + 1) / math.log(p["threshold"] + 1)))
+    if t == "custom":
+        steps = p["steps"]
+        return steps[min(int(math.floor(x)), len(steps) - 1)]
+    if t == "boolean":
+        return p["value"] if x != 0 else 0.0
+    if t == "sigmoid":
+        return 1.0 / (1.0 + math.exp(p["k"] * (x - p["midpoint"])))
+    raise AssertionError(f"no reference formula for {t}")
+
+
+@pytest.fixture(scope="module")
+def data(db_url):
+    """Load the synthetic catalogue once; return raw values, normalized values, category means."""
+    rng = np.random.default_rng(20261126)
+    with psycopg.connect(db_url, autocommit=True) as c:
+        defs = {r[0]: dict(zip(["code", "id", "category", "normalization_type", "normalization_params",
+                                "raw_scale_min", "raw_scale_max", "normalized_weight", "slot"], r))
+                for r in c.execute("""SELECT code, id, category, normalization_type, normalization_params,
+                                             raw_scale_min, raw_scale_max, normalized_weight, slot
+                                      FROM reelscore.metric_definitions""")}
+        years = rng.integers(1950, 2026, N_MOVIES)
+        movie_genres = []
+        for _ in range(N_MOVIES):
+            k = rng.integers(0, 3)
+            movie_genres.append(sorted(rng.choice(GENRES, size=k, replace=False).tolist()))
+        raw: dict[str, dict[int, float]] = {}
+        for code, (cov, gen) in METRICS.items():
+            has = rng.random(N_MOVIES) < cov
+            vals = gen(rng, N_MOVIES)
+            if code == "afi_top_100":   # a rank list: each rank at most once
+                ids = np.flatnonzero(has)[:100]
+                raw[code] = {int(i) + 1: float(r) for i, r in zip(ids, rng.permutation(100)[:len(ids)] + 1)}
+            else:
+                raw[code] = {int(i) + 1: float(vals[i]) for i in np.flatnonzero(has)}
+        c.execute("SELECT reelscore.drop_similarity_index()")
+        with c.transaction():
+            with c.cursor().copy("COPY reelscore.movies (id, title, release_date, genres) FROM STDIN") as cp:
+                for i in range(N_MOVIES):
+                    cp.write_row((i + 1, f"Movie {i + 1}", f"{years[i]}-06-15", movie_genres[i]))
+            with c.cursor().copy("COPY reelscore.metric_values (movie_id, metric_id, raw_value) FROM STDIN") as cp:
+                for code, vals in raw.items():
+                    for mid, v in vals.items():
+                        cp.write_row((mid, defs[code]["id"], v))
+        list(c.execute("SELECT * FROM reelscore.refresh_scores()"))
+        c.execute("SELECT reelscore.build_similarity_index()")
+        c.execute("ANALYZE")
+    norm = {code: {m: normalize(defs[code], v) for m, v in vals.items()} for code, vals in raw.items()}
+    cats: dict[str, dict[int, float]] = {}
+    for cat in ("rating", "award", "financial", "cultural", "popularity"):
+        cats[cat] = {}
+        for m in range(1, N_MOVIES + 1):
+            num = den = 0.0
+            for code in METRICS:
+                if defs[code]["category"] == cat and m in norm[code]:
+                    w = defs[code]["normalized_weight"]
+                    num += w * norm[code][m]
+                    den += w
+            if den > 0:
+                cats[cat][m] = num / den
+    return {"raw": raw, "norm": norm, "cats": cats, "years": {i + 1: int(years[i]) for i in range(N_MOVIES)},
+            "genres": {i + 1: movie_genres[i] for i in range(N_MOVIES)}, "defs": defs}
+
+
+def scores(conn, profile="balanced") -> dict[int, float | None]:
+    return dict(conn.execute("""SELECT s.movie_id, s.score FROM reelscore.movie_scores s
+                                JOIN reelscore.weight_profiles p ON p.id = s.profile_id WHERE p.name = %s""",
+                             (profile,)).fetchall())
+
+
+def expected_order(ids, sc) -> list[int]:
+    return sorted(ids, key=lambda m: (sc.get(m) is None, -(sc.get(m) or 0.0), m))
+
+
+def search(conn, filters, profile="balanced", lim=1000, off=0):
+    return conn.execute("SELECT movie_id, score, confidence, rank, matched FROM reelscore.search_movies(%s, %s, %s, %s)",
+                        (Jsonb(filters), profile, lim, off)).fetchall()
+
+
+# A condition as a Python predicate over the generated data (None when the movie lacks the value).
+def holds(d, cond, m) -> bool:
+    if "filters" in cond and not all(holds(d, c, m) for c in cond["filters"]):
+        return False
+    if "any" in cond and not any(holds(d, c, m) for c in cond["any"]):
+        return False
+    if "genre" in cond:
+        g = [cond["genre"]] if isinstance(cond["genre"], str) else cond["genre"]
+        if not set(g) & set(d["genres"][m]):
+            return False
+    if "year_min" in cond and d["years"][m] < cond["year_min"]:
+        return False
+    if "year_max" in cond and d["years"][m] > cond["year_max"]:
+        return False
+    if "category" in cond:
+        v = d["cats"][cond["category"]].get(m)
+        if v is None or not bound_ok(v, cond, "normalized"):
+            return False
+    if "metric_code" in cond:
+        code = cond["metric_code"]
+        if m not in d["raw"].get(code, {}):
+            return False
+        if not bound_ok(d["raw"][code][m], cond, "raw_value") or not bound_ok(d["norm"][code][m], cond, "normalized"):
+            return False
+    return True
+
+
+def bound_ok(v, cond, suffix) -> bool:
+    lo, hi = cond.get(f"min_{suffix}"), cond.get(f"max_{suffix}")
+    return (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def near_boundary(d, cond, m, eps=1e-9) -> bool:
+    """True when a normalized value sits within eps of a threshold (float rounding may differ)."""
+    for c in [cond] + cond.get("filters", []) + cond.get("any", []):
+        for suffix in ("normalized",):
+            for key in (f"min_{suffix}", f"max_{suffix}"):
+                if key in c:
+                    v = (d["cats"][c["category"]].get(m) if "category" in c
+                         else d["norm"].get(c.get("metric_code"), {}).get(m))
+                    if v is not None and abs(v - c[key]) < eps:
+                        return True
+    return False
+
+
+SEED_CASES = {
+    "highly rated (category >= 0.8)": {"category": "rating", "min_normalized": 0.8},
+    "metacritic > 80 (raw)": {"metric_code": "metacritic_score", "min_raw_value": 80},
+    "metacritic normalized >= 0.75": {"metric_code": "metacritic_score", "min_normalized": 0.75},
+    "upper bound on raw": {"metric_code": "imdb_rating", "max_raw_value": 4.5},
+    "upper bound on a category": {"category": "financial", "max_normalized": 0.45},
+    "hidden gems (seed combination)": {"filters": [
+        {"metric_code": "tmdb_popularity", "max_normalized": 0.3},
+        {"category": "rating", "min_normalized": 0.6},
+        {"category": "cultural", "min_normalized": 0.6}]},
+    "range on one metric": {"metric_code": "rt_tomatometer", "min_raw_value": 40, "max_raw_value": 45},
+    "genre and years": {"genre": "Western", "year_min": 1960, "year_max": 1979},
+    "genre list is any-of": {"genre": ["Horror", "Science Fiction"], "category": "rating", "min_normalized": 0.7},
+    "any of two metrics": {"any": [{"metric_code": "metacritic_score", "min_raw_value": 85},
+                                   {"metric_code": "rt_tomatometer", "min_raw_value": 95}],
+                           "filters": [{"year_min": 1990}]},
+    "award category": {"category": "award", "min_normalized": 0.5},
+    "empty filter: everything": {},
+}
+
+
+@pytest.mark.parametrize("name", list(SEED_CASES))
+def test_search_matches_independent_computation(conn, data, name):
+    cond = SEED_CASES[name]
+    sc = scores(conn)
+    universe = [m for m in sc if not near_boundary(data, cond, m)]
+    want = [m for m in expected_order(universe, sc) if holds(data, cond, m)]
+    rows = search(conn, cond)
+    got = [r[0] for r in rows if r[0] in set(universe)]
+    assert len(want) > 0 or name == "award category"
+    assert got == want[:1000]
+    assert [r[3] for r in rows] == list(range(1, len(rows) + 1))
+    for movie_id, score, confidence, _, _ in rows:
+        assert score == sc[movie_id]
+        assert 0 <= confidence <= 1
+
+
+def test_matched_values_are_the_movies_values(conn, data):
+    cond = {"filters": [{"metric_code": "metacritic_score", "min_raw_value": 70, "min_normalized": 0.7},
+                        {"category": "rating", "min_normalized": 0.5}, {"genre": "Drama"}, {"year_min": 1980}]}
+    rows = search(conn, cond, lim=50)
+    assert rows
+    for movie_id, _, _, _, matched in rows:
+        assert matched["metacritic_score"]["raw"] == data["raw"]["metacritic_score"][movie_id]
+        assert matched["metacritic_score"]["normalized"] == pytest.approx(data["norm"]["metacritic_score"][movie_id])
+        assert matched["rating"] == pytest.approx(data["cats"]["rating"][movie_id])
+        assert "Drama" in matched["genres"]
+        assert matched["release_year"] == data["years"][movie_id]
+
+
+def test_pagination_is_stable_and_complete(conn, data):
+    cond = {"category": "rating", "min_normalized": 0.55}
+    whole = [r[0] for r in search(conn, cond, lim=1000)]
+    assert len(whole) > 100
+    pages = []
+    for off in range(0, 140, 7):
+        page = search(conn, cond, lim=7, off=off)
+        assert [r[3] for r in page] == list(range(off + 1, off + len(page) + 1))
+        pages += [r[0] for r in page]
+    assert pages == whole[:140]
+    assert len(set(pages)) == len(pages)
+
+
+def test_other_profile_orders_by_its_scores(conn, data):
+    cond = {"category": "rating", "min_normalized": 0.7}
+    sc = scores(conn, "critics_choice")
+    got = [r[0] for r in search(conn, cond, profile="critics_choice")]
+    assert got == expected_order(got, sc)
+    boundary = {m for m in sc if near_boundary(data, cond, m)}
+    assert set(got) - boundary == {m for m in sc if holds(data, cond, m)} - boundary
+
+
+BAD_FILTERS = [
+    ({"bogus": 1}, "bogus"),
+    ({"filters": [{"category": "rating", "min_normalized": 0.5}, {"colour": "red"}]}, "filters[1].colour"),
+    ({"category": "ratings", "min_normalized": 0.8}, "category"),
+    ({"category": 7, "min_normalized": 0.8}, "category"),
+    ({"metric_code": "metacritic", "min_raw_value": 80}, "metric_code"),
+    ({"filters": [{"metric_code": "imdb_rating", "min_raw_value": "8"}]}, "filters[0].min_raw_value"),
+    ({"category": "rating", "min_normalized": True}, "min_normalized"),
+    ({"category": "rating", "min_normalized": 1.5}, "min_normalized"),
+    ({"category": "rating", "min_normalized": 0.9, "max_normalized": 0.1}, "min_normalized"),
+    ({"metric_code": "imdb_rating", "min_raw_value": 9, "max_raw_value": 2}, "min_raw_value"),
+    ({"category": "rating", "min_raw_value": 3}, "min_raw_value"),
+    ({"min_normalized": 0.3}, "min_normalized"),
+    ({"category": "rating"}, "category"),
+    ({"metric_code": "imdb_rating", "category": "rating", "min_normalized": 0.3}, "metric_code"),
+    ({"year_min": 2000, "year_max": 1990}, "year_min"),
+    ({"year_min": 1999.5}, "year_min"),
+    ({"year_max": "1999"}, "year_max"),
+    ({"genre": 5}, "genre"),
+    ({"genre": []}, "genre"),
+    ({"filters": {"category": "rating"}}, "filters"),
+    ({"filters": [1]}, "filters[0]"),
+    ({"any": []}, "any"),
+    ({"filters": [{"any": [{"filters": [{"filters": [{"genre": "Drama"}]}]}]}]}, "filters[0].any[0].filters[0].filters[0]"),
+    ({"filters": [{"genre": "Drama"}] * 33}, "filters"),
+    ({"filters": [{"filters": [{"year_min": 1900}] * 20}, {"filters": [{"year_min": 1900}] * 20}]},
+     "filters[1].filters[12]"),   # 20 + 13 = the 33rd condition
+    ({"recognized": "x"}, "recognized"),
+    ({"filters": [{"unparsed": []}]}, "filters[0].unparsed"),
+    ({"metric_code": "imdb_rating", "min_raw_value": 1e300}, "min_raw_value"),
+]
+
+
+@pytest.mark.parametrize("bad,key", BAD_FILTERS, ids=[k for _, k in BAD_FILTERS])
+def test_bad_filters_name_the_offending_key(conn, bad, key):
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+        search(conn, bad)
+    assert f'"{key}"' in str(exc.value)
+    assert exc.value.diag.column_name == key
+
+
+def test_filters_that_are_not_objects_or_too_large(conn):
+    for bad in (["rating"], "rating", 3):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+            search(conn, bad)
+        assert "(filters)" in str(exc.value)
+    huge = {"filters": [{"genre": ["x" * 90] * 20}] * 10}
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="too large"):
+        search(conn, huge)
+
+
+def test_bad_arguments(conn):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown profile"):
+        search(conn, {}, profile="no_such_profile")
+    for lim, off, name in ((0, 0, "lim"), (1001, 0, "lim"), (10, -1, "off"), (10, 100001, "off")):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+            search(conn, {}, lim=lim, off=off)
+        assert exc.value.diag.column_name == name
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=[f"hostile{i}" for i in range(len(HOSTILE))])
+def test_hostile_strings_never_reach_sql(conn, data, hostile):
+    before = conn.execute("SELECT (SELECT count(*) FROM reelscore.movies), "
+                          "(SELECT count(*) FROM reelscore.metric_values)").fetchone()
+    # As a genre, a hostile string is a valid (non-matching) label: no rows, and the SQL text
+    # is the same as for a harmless value (values never become SQL text).
+    label = hostile[:100]
+    assert search(conn, {"genre": label}) == []
+    assert search(conn, {"filters": [{"genre": ["Drama", label]}], "recognized": [hostile]}, lim=1)
+
+    def sql_for(genre, threshold):
+        return conn.execute("SELECT reelscore.search_query(reelscore.validate_search_filters(%s))",
+                            (Jsonb({"genre": genre, "category": "rating", "min_normalized": threshold}),)).fetchone()[0]
+    assert sql_for(label, 0.123456) == sql_for("Drama", 0.5)
+    # As a metric, a category, a key or a profile: a clean 22023 naming the key.
+    for bad, key in (({"metric_code": hostile, "min_raw_value": 1}, "metric_code"),
+                     ({"category": hostile, "min_normalized": 0.1}, "category"),
+                     ({"filters": [{hostile: 1}]}, None)):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+            search(conn, bad)
+        if key:
+            assert exc.value.diag.column_name == key
+        else:
+            assert exc.value.diag.column_name.startswith("filters[0].")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown profile"):
+        search(conn, {}, profile=hostile)
+    parsed = conn.execute("SELECT reelscore.parse_query(%s)", (hostile[:1000],)).fetchone()[0]
+    search(conn, parsed, lim=1)
+    after = conn.execute("SELECT (SELECT count(*) FROM reelscore.movies), "
+                         "(SELECT count(*) FROM reelscore.metric_values)").fetchone()
+    assert after == before
+
+
+def test_values_reach_the_planner_as_constants(conn, data):
+    """EXECUTE ... USING plans with the values (a custom plan): the threshold shows in the plan."""
+    plan = "\n".join(r[0] for r in conn.execute(
+        "SELECT reelscore.search_explain(%s, 'balanced', 50, 0)",
+        (Jsonb({"metric_code": "metacritic_score", "min_raw_value": 87}),)))
+    assert "87" in plan and "$2" not in plan
+
+
+# ---------------------------------------------------------------------------------------
+# parse_query in the server, fed to search_movies
+# ---------------------------------------------------------------------------------------
+ISSUE_QUERIES = {
+    "critically acclaimed sci-fi movies that bombed at the box office":
+        lambda d, m: ("Science Fiction" in d["genres"][m]
+                      and (d["raw"]["metacritic_score"].get(m, -1) >= 75 or d["raw"]["rt_tomatometer"].get(m, -1) >= 80)
+                      and d["raw"]["bom_worldwide"].get(m, math.inf) <= 20e6),
+    "hidden gems from the 90s":
+        lambda d, m: (1990 <= d["years"][m] <= 1999 and d["norm"]["tmdb_popularity"].get(m, 9) <= 0.3
+                      and d["cats"]["rating"].get(m, -1) >= 0.8 and d["cats"]["cultural"].get(m, -1) >= 0.6),
+    "Oscar winners with low IMDb ratings":
+        lambda d, m: d["raw"]["oscar_wins"].get(m, 0) >= 1 and d["raw"]["imdb_rating"].get(m, 99) <= 5.5,
+    "popular comedies since 2005":
+        lambda d, m: ("Comedy" in d["genres"][m] and d["years"][m] >= 2005
+                      and (d["cats"]["popularity"].get(m, -1) >= 0.6 or d["raw"]["imdb_vote_count"].get(m, -1) >= 100000)),
+}
+
+
+@pytest.mark.parametrize("text", list(ISSUE_QUERIES))
+def test_parse_query_output_is_accepted_by_search(conn, data, text):
+    parsed = conn.execute("SELECT reelscore.parse_query(%s)", (text,)).fetchone()[0]
+    assert parsed["unparsed"] == []
+    got = [r[0] for r in search(conn, parsed)]
+    sc = scores(conn)
+    want = expected_order([m for m in sc if ISSUE_QUERIES[text](data, m)], sc)
+    assert got == want
+
+
+def test_parse_query_reports_what_it_did_not_understand(conn):
+    parsed = conn.execute("SELECT reelscore.parse_query('cult zombie westerns from the 70s')").fetchone()[0]
+    assert parsed["unparsed"] == ["cult zombie"]
+    assert {"genre": ["Western"]} in parsed["filters"]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="1000"):
+        conn.execute("SELECT reelscore.parse_query(%s)", ("x" * 1001,))
+
+
+# ---------------------------------------------------------------------------------------
+# similar_movies
+# ---------------------------------------------------------------------------------------
+def vectors(conn):
+    rows = conn.execute("SELECT movie_id, nvec FROM reelscore.movie_features ORDER BY movie_id").fetchall()
+    ids = np.array([r[0] for r in rows])
+    return ids, np.stack([np.asarray(r[1], dtype=np.float64) for r in rows])
+
+
+def recall_at_k(conn, sample, k=10, same_genre=False, genres=None):
+    ids, X = vectors(conn)
+    pos = {m: i for i, m in enumerate(ids)}
+    hits = total = 0
+    for m in sample:
+        d = np.sqrt(((X - X[pos[m]]) ** 2).sum(axis=1))
+        d[pos[m]] = np.inf
+        if same_genre:
+            mask = np.array([bool(set(genres[int(x)]) & set(genres[m])) for x in ids])
+            d[~mask] = np.inf
+        kth = np.sort(d)[k - 1]
+        got = conn.execute("SELECT movie_id, distance FROM reelscore.similar_movies(%s, %s, %s)",
+                           (m, k, same_genre)).fetchall()
+        assert len(got) == k
+        assert m not in [g[0] for g in got]
+        for g_id, g_dist in got:
+            assert g_dist == pytest.approx(d[pos[g_id]], abs=1e-5)   # the distance it reports is the true one
+        # a tie at the k-th distance counts as a hit: any of the tied movies is a right answer
+        hits += sum(1 for g_id, _ in got if d[pos[g_id]] <= kth + 1e-6)
+        total += k
+    return hits / total
+
+
+def test_similar_movies_recall_against_exact_search(conn, data):
+    rng = np.random.default_rng(5)
+    sample = [int(x) for x in rng.choice(np.arange(1, N_MOVIES + 1), 60, replace=False)]
+    assert recall_at_k(conn, sample) >= 0.95
+
+
+def test_similar_movies_same_genre(conn, data):
+    rng = np.random.default_rng(6)
+    sample = [int(x) for x in rng.choice([m for m in range(1, N_MOVIES + 1) if data["genres"][m]], 25, replace=False)]
+    for m in sample:
+        rows = conn.execute("SELECT movie_id, shared_genres FROM reelscore.similar_movies(%s, 10, true)",
+                            (m,)).fetchall()
+        for other, shared in rows:
+            assert set(data["genres"][other]) & set(data["genres"][m])
+            assert set(shared) == set(data["genres"][other]) & set(data["genres"][m])
+    assert recall_at_k(conn, sample, same_genre=True, genres=data["genres"]) >= 0.95
+
+
+def test_similar_movies_uses_the_hnsw_index(conn, data):
+    conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN SELECT movie_id FROM reelscore.movie_features WHERE movie_id <> 1 "
+        "ORDER BY nvec <-> (SELECT nvec FROM reelscore.movie_features WHERE movie_id = 1) LIMIT 10"))
+    assert "movie_features_nvec_hnsw" in plan
+
+
+def test_similar_movies_arguments(conn, data):
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+        conn.execute("SELECT * FROM reelscore.similar_movies(-5)")
+    assert exc.value.diag.column_name == "movie_id"
+    for k in (0, 1001, None):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+            conn.execute("SELECT * FROM reelscore.similar_movies(1, %s)", (k,))
+        assert exc.value.diag.column_name == "k"
+    k = conn.execute("SELECT count(*) FROM reelscore.similar_movies(1, 150)").fetchone()[0]
+    assert k == 150   # more than ef_search's default 40: the scan keeps going
+
+
+def test_similar_movies_after_updates_and_vacuum(conn, data):
+    """pgvector 0.8.0's HNSW under updates and VACUUM: changed vectors are found where they are now."""
+    rng = np.random.default_rng(8)
+    movers = [int(x) for x in rng.choice(np.arange(1, N_MOVIES + 1), 150, replace=False)]
+    imdb = data["defs"]["imdb_rating"]["id"]
+    with conn.transaction():
+        conn.execute("""UPDATE reelscore.metric_values SET raw_value = 10 - raw_value
+                        WHERE metric_id = %s AND movie_id = ANY(%s)""", (imdb, movers))
+    list(conn.execute("SELECT * FROM reelscore.refresh_scores()"))
+    conn.execute("VACUUM reelscore.movie_features")
+    assert recall_at_k(conn, movers[:40]) >= 0.95
+    # and back, so the module's other tests see the original data whatever their order
+    with conn.transaction():
+        conn.execute("""UPDATE reelscore.metric_values SET raw_value = 10 - raw_value
+                        WHERE metric_id = %s AND movie_id = ANY(%s)""", (imdb, movers))
+    list(conn.execute("SELECT * FROM reelscore.refresh_scores()"))
+
+
+def test_read_role_can_search(role_conn, data):
+    c = role_conn("read")
+    n = c.execute("SELECT count(*) FROM reelscore.search_movies(%s, 'balanced', 10)",
+                  (Jsonb({"category": "rating", "min_normalized": 0.5}),)).fetchone()[0]
+    assert n == 10
+    assert c.execute("SELECT count(*) FROM reelscore.similar_movies(1, 5)").fetchone()[0] == 5
+    parsed = c.execute("SELECT reelscore.parse_query('highly rated dramas')").fetchone()[0]
+    assert json.loads(json.dumps(parsed))["filters"]
