@@ -89,6 +89,23 @@ GRANT EXECUTE ON FUNCTION
   reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),
   reelscore.parse_query(text)
   TO reelscore_read;
+-- == coverage ==
+-- Everyone who reads sees the snapshots, views, trends, alerts and gaps; writers (loaders,
+-- the CLI refresh, the pg_cron job) take snapshots, which appends rows and thins the history.
+GRANT SELECT ON reelscore.coverage_snapshots, reelscore.metric_coverage_stats, reelscore.coverage_group_stats,
+  reelscore.coverage_heatmap, reelscore.coverage_latest, reelscore.metric_coverage, reelscore.coverage_by_category,
+  reelscore.coverage_by_source, reelscore.coverage_heatmap_latest, reelscore.coverage_trend_7d,
+  reelscore.coverage_alerts TO reelscore_read;
+GRANT EXECUTE ON FUNCTION reelscore.coverage_trend(integer), reelscore.coverage_history(text, interval),
+  reelscore.coverage_gaps(text, text, text, integer, integer), reelscore.coverage_gap_counts()
+  TO reelscore_read;
+GRANT INSERT, UPDATE, DELETE ON reelscore.coverage_snapshots, reelscore.metric_coverage_stats,
+  reelscore.coverage_group_stats, reelscore.coverage_heatmap TO reelscore_write;
+GRANT USAGE ON SEQUENCE reelscore.coverage_snapshots_id_seq, reelscore.metric_coverage_stats_id_seq
+  TO reelscore_write;
+GRANT EXECUTE ON FUNCTION reelscore.refresh_coverage(), reelscore.prune_coverage_history(timestamptz)
+  TO reelscore_write;
+
 -- == profiles and scoring ==
 GRANT SELECT ON reelscore.weight_profiles, reelscore.profile_metric_weights, reelscore.weight_profile_versions,
   reelscore.weight_profile_activations, reelscore.weight_profile_history, reelscore.user_profile_assignments,
