@@ -22,7 +22,20 @@ as_pg() { if [ "$(id -un)" = "$OSUSER" ]; then "$@"; else runuser -u "$OSUSER" -
 [ -x "$PGBIN/postgres" ] || die "PostgreSQL 15 server not installed: run 'make setup' (apt-get install postgresql-15)"
 id "$OSUSER" >/dev/null 2>&1 || die "OS user '$OSUSER' missing: install postgresql-15 or set REELSCORE_PGUSER_OS"
 
-running() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
+# A postmaster killed by SIGKILL can linger as a zombie when PID 1 does not reap orphans (as in
+# some containers); pg_ctl takes a zombie for a live server, so look at the process state too
+# and clear the stale lock file of a dead one.
+postmaster_pid() { head -n 1 "$PGDATA/postmaster.pid" 2>/dev/null; }
+is_zombie() { [ -r "/proc/$1/status" ] && grep -q '^State:.*Z' "/proc/$1/status"; }
+running() {
+  local pid; pid="$(postmaster_pid)"
+  if [ -n "$pid" ] && is_zombie "$pid"; then
+    echo "cluster: postmaster $pid is dead (zombie); removing its stale postmaster.pid" >&2
+    rm -f "$PGDATA/postmaster.pid" "$RUNDIR"/.s.PGSQL.*.lock
+    return 1
+  fi
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1
+}
 
 init_cluster() {
   mkdir -p "$RUNDIR"
