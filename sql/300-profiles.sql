@@ -65,8 +65,10 @@ BEGIN
         USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Categories: ' || array_to_string(v_cats, ', ') || '.';
     END IF;
-    IF jsonb_typeof(v_val) <> 'number' OR v_val::text::float8 NOT BETWEEN 0 AND 1 THEN
-      RAISE EXCEPTION 'weight of category % must be a number between 0 and 1, got %', v_key, v_val
+    IF jsonb_typeof(v_val) <> 'number' OR v_val::text::float8 < 0
+       OR (p_require_sum AND v_val::text::float8 > 1) THEN
+      RAISE EXCEPTION 'weight of category % must be a number between 0 and %, got %', v_key,
+                      CASE WHEN p_require_sum THEN '1' ELSE 'any (rescaled)' END, v_val
         USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_out[array_position(v_cats, v_key)] := v_val::text::float8;

@@ -199,9 +199,10 @@ BEGIN
       cat_cultural = excluded.cat_cultural, cat_popularity = excluded.cat_popularity,
       definitions_version = excluded.definitions_version, computed_at = excluded.computed_at, stale = false
     WHERE f.stale OR f.definitions_version <> excluded.definitions_version
-       OR (f.nvec, f.present, f.cat_rating, f.cat_award, f.cat_financial, f.cat_cultural, f.cat_popularity)
-          IS DISTINCT FROM (excluded.nvec, excluded.present, excluded.cat_rating, excluded.cat_award,
+       OR (f.nvec::real[], f.present, f.cat_rating, f.cat_award, f.cat_financial, f.cat_cultural, f.cat_popularity)
+          IS DISTINCT FROM (excluded.nvec::real[], excluded.present, excluded.cat_rating, excluded.cat_award,
                             excluded.cat_financial, excluded.cat_cultural, excluded.cat_popularity)
+          -- (compared as real[]: the vector type's = operator lives on the caller's search_path)
   $q$, reelscore.features_sql()) USING p_movie_ids, v_defs;
   GET DIAGNOSTICS v_n = ROW_COUNT;
   IF p_movie_ids IS NULL THEN

@@ -43,7 +43,7 @@ WEAK = 0.4     # below this, a weakness
 
 
 def number_word(n) -> str:
-    n = int(round(n))
+    n = round(n)
     return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
 
 
@@ -73,7 +73,7 @@ def describe(row) -> str:
     value = row["used_value"]
     raw = row.get("raw_value")
     if code in ("oscar_wins", "oscar_nominations") and raw is not None:
-        n = int(round(raw))
+        n = round(raw)
         noun = "Oscar win" if code == "oscar_wins" else "Oscar nomination"
         return f"{number_word(n)} {noun}{'' if n == 1 else 's'}"
     if code in PRIZES:
