@@ -89,6 +89,9 @@ GRANT EXECUTE ON FUNCTION
   reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),
   reelscore.parse_query(text)
   TO reelscore_read;
+-- Dropping and building the similarity index: the table owner's right (reelscore_admin runs it as owner).
+GRANT EXECUTE ON FUNCTION reelscore.drop_similarity_index(), reelscore.build_similarity_index(text)
+  TO reelscore_admin;
 -- == coverage ==
 -- Everyone who reads sees the snapshots, views, trends, alerts and gaps; writers (loaders,
 -- the CLI refresh, the pg_cron job) take snapshots, which appends rows and thins the history.
