@@ -58,7 +58,9 @@ def _render_profile(p: dict, form: ProfileForm | None = None, errors: dict | Non
                          FROM reelscore.profile_effective_weights(%s) e
                          JOIN reelscore.metric_definitions d ON d.code = e.metric_code
                          LEFT JOIN reelscore.profile_metric_weights o
-                           ON o.profile_id = %s AND o.metric_code = e.metric_code""", (p["name"], p["id"]))
+                           ON o.profile_id = %s AND o.metric_code = e.metric_code
+                         ORDER BY array_position(reelscore.score_categories(), e.category), d.slot""",
+                      (p["name"], p["id"]))
     history = query("""SELECT changed_at, changed_by, change_reason, target, operation, old_values, new_values
                        FROM reelscore.weight_profile_history WHERE profile_id = %s
                        ORDER BY changed_at DESC, id DESC LIMIT 30""", (p["id"],))

@@ -661,3 +661,58 @@ def test_playground_errors(viewer_client, movie_ids):
     assert r.status_code == 400 and "not a number" in r.text
     r = viewer_client.get(f"/playground/movie/{movie_ids['Unrated Obscurity']}")
     assert r.status_code == 200 and "No metric values." in r.text
+
+
+# --------------------------------------------------------------------------- CLI
+def run_cli(db_url, *args, stdin=""):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, REELSCORE_DATABASE_URL=db_url)
+    return subprocess.run([sys.executable, "-m", "reelscore.cli", "admin", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_creates_users_who_can_log_in(app, db_url, conn):
+    r = run_cli(db_url, "create-user", "carol", "--role", "admin", "--password-stdin", stdin="carols secret pw\n")
+    assert r.returncode == 0, r.stderr
+    assert conn.execute("SELECT reelscore.admin_user_role('carol')").fetchone()[0] == "admin"
+    # the stored hash is werkzeug's (scrypt by default), never the password
+    stored = conn.execute("SELECT password_hash FROM reelscore.admin_users WHERE username = 'carol'").fetchone()[0]
+    assert stored.startswith("scrypt:") and "carols secret pw" not in stored
+    c = app.test_client()
+    assert login(c, "carol", "carols secret pw").status_code == 302
+    r = run_cli(db_url, "create-user", "carol", "--password-stdin", stdin="another password\n")
+    assert r.returncode == 1 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(db_url, "create-user", "dave", "--password-stdin", stdin="short\n")
+    assert r.returncode == 1 and "at least 8 characters" in r.stderr
+    r = run_cli(db_url, "create-user", "bad name", "--password-stdin", stdin="long enough pw\n")
+    assert r.returncode == 1 and "invalid admin user name" in r.stderr
+    r = run_cli(db_url, "set-password", "carol", "--password-stdin", stdin="a new password\n")
+    assert r.returncode == 0
+    assert login(app.test_client(), "carol", "carols secret pw").status_code == 401
+    assert login(app.test_client(), "carol", "a new password").status_code == 302
+    r = run_cli(db_url, "set-role", "carol", "viewer")
+    assert r.returncode == 0 and conn.execute("SELECT reelscore.admin_user_role('carol')").fetchone()[0] == "viewer"
+    r = run_cli(db_url, "list-users")
+    assert r.returncode == 0 and "carol" in r.stdout and "viewer" in r.stdout
+
+
+def test_users_table_is_closed_to_the_app_roles(role_conn):
+    import psycopg
+    for kind in ("read", "write", "admin"):
+        c = role_conn(kind)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("SELECT password_hash FROM reelscore.admin_users")
+    viewer = role_conn("read")
+    # logging in works for the read role; creating users does not
+    assert viewer.execute("SELECT reelscore.admin_check_login(%s, %s)", (ADMIN, PASSWORD)).fetchone()[0] == "admin"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        viewer.execute("SELECT reelscore.admin_create_user('x', %s, 'admin')",
+                       (generate_password_hash("whatever pw", method=FAST),))
+
+
+def test_a_plain_password_is_refused_as_a_hash(conn):
+    import psycopg
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a werkzeug password hash"):
+        conn.execute("SELECT reelscore.admin_create_user('plain', 'hunter2hunter2', 'admin')")
