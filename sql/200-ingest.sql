@@ -56,9 +56,11 @@ CREATE OR REPLACE TRIGGER metric_values_history_upd
 -- a statement's rows at once. Same guarantees: the referenced rows are locked FOR KEY SHARE
 -- (a concurrent delete waits for the load; a load after a committed delete fails), a
 -- missing movie or metric raises 23503, deleting a movie deletes its values (ON DELETE
--- CASCADE), deleting a metric that has values is refused (NO ACTION). Like a foreign key's
--- checks they run as the owner (SECURITY DEFINER): FOR KEY SHARE needs UPDATE rights on the
--- referenced table and a cascade needs DELETE on metric_values, which loaders do not hold.
+-- CASCADE), deleting a metric that has values is refused (NO ACTION). The insert check runs
+-- as the owner, like a foreign key's (SECURITY DEFINER: FOR KEY SHARE needs UPDATE rights on
+-- the referenced tables, which loaders do not hold). The referenced-side trigger runs as the
+-- caller: its cascade DELETE fires other triggers on metric_values (scoring, realtime) that
+-- must see the caller's search_path; deleting movies therefore needs DELETE on metric_values.
 -- ---------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION reelscore.metric_values_check_refs() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -115,7 +117,7 @@ COMMENT ON FUNCTION reelscore.metric_values_check_refs() IS
   'Trigger: the foreign keys of metric_values (movie_id -> movies, metric_id -> metric_definitions), checked per statement; referenced rows locked FOR KEY SHARE.';
 
 CREATE OR REPLACE FUNCTION reelscore.metric_values_referenced() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY INVOKER
 AS $$
 BEGIN
   IF TG_TABLE_NAME = 'movies' THEN
@@ -145,7 +147,7 @@ $$;
 COMMENT ON FUNCTION reelscore.metric_values_referenced() IS
   'Trigger on movies and metric_definitions: the referenced side of metric_values'' foreign keys (movies cascade deletes, metrics with values cannot be deleted).';
 
-REVOKE ALL ON FUNCTION reelscore.metric_values_check_refs(), reelscore.metric_values_referenced() FROM PUBLIC;
+REVOKE ALL ON FUNCTION reelscore.metric_values_check_refs() FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER metric_values_check_refs_ins
   AFTER INSERT ON reelscore.metric_values

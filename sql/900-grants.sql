@@ -50,6 +50,7 @@ GRANT SELECT ON reelscore.movies, reelscore.metric_values, reelscore.metric_time
   reelscore.load_batches, reelscore.load_rejections TO reelscore_read;
 GRANT INSERT, UPDATE ON reelscore.movies, reelscore.metric_values, reelscore.load_batches TO reelscore_write;
 GRANT INSERT ON reelscore.metric_timeseries, reelscore.load_rejections TO reelscore_write;
+GRANT DELETE ON reelscore.metric_values TO reelscore_write;  -- deleting a movie cascades to its values
 GRANT USAGE ON SEQUENCE reelscore.movies_id_seq, reelscore.load_batches_id_seq,
   reelscore.load_rejections_id_seq TO reelscore_write;
 GRANT EXECUTE ON FUNCTION reelscore.metric_values_history(),
