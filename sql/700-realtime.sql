@@ -16,7 +16,8 @@
 --   {"seq":12,"kind":"metric_values","ops":["insert","update"],"ids":[1,2],"n":58,
 --    "more":false,"metric_ids":[3,4],"by":"alice","at":1795000000.123456}
 --   kind: metric_values (ids = movie ids) | metric_definition (ids = metric ids) |
---         profile (ids = weight profile ids) | any kind passed to emit_event();
+--         profile (ids = weight profile ids) | coverage (ids = coverage snapshot ids:
+--         refresh_coverage() took a snapshot) | any kind passed to emit_event();
 --   n: rows changed; more: true when ids is not the complete list (capped at 200, or
 --   sampled from a bulk statement, or TRUNCATE): a client must then refresh everything
 --   of that kind; by: reelscore.current_actor(); at: commit time (epoch seconds).
@@ -285,7 +286,8 @@ BEGIN
     SELECT * FROM (VALUES ('metric_values', 'metric_values', 'movie_id'),
                           ('metric_definitions', 'metric_definition', 'id'),
                           ('weight_profiles', 'profile', 'id'),
-                          ('profile_metric_weights', 'profile', 'profile_id')) AS t(tbl, kind, idcol)
+                          ('profile_metric_weights', 'profile', 'profile_id'),
+                          ('coverage_snapshots', 'coverage', 'id')) AS t(tbl, kind, idcol)
   LOOP
     CONTINUE WHEN to_regclass(format('reelscore.%I', r.tbl)) IS NULL;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a

@@ -57,7 +57,6 @@ class Listener:
         raise AssertionError(f"marker event never arrived; got {got}")
 
     def close(self):
-        self.resp.close()   # the response holds the socket too: close both, or the server never notices
         self.conn.close()
 
 
@@ -191,7 +190,8 @@ def test_profile_changes_are_announced(conn, role_conn):
     """weight_profiles and profile_metric_weights (scoring revision) are watched: saving a
     profile announces kind 'profile' with the profile's id."""
     wired = conn.execute("select reelscore.realtime_install_triggers()").fetchone()[0]
-    assert {"metric_values", "metric_definitions", "weight_profiles", "profile_metric_weights"} <= set(wired)
+    assert set(wired) == {"metric_values", "metric_definitions", "weight_profiles", "profile_metric_weights",
+                          "coverage_snapshots"}
     admin = role_conn("admin")
     admin.execute("select set_config('reelscore.actor', 'bob', false)")
     weights = json.dumps({"rating": 0.4, "award": 0.2, "financial": 0.2, "cultural": 0.2, "popularity": 0})
@@ -202,6 +202,13 @@ def test_profile_changes_are_announced(conn, role_conn):
     rows = [r for r in outbox_after(conn, start) if r[1] == "profile"]
     assert len(rows) == 1
     assert rows[0][2]["ids"] == [pid] and rows[0][2]["by"] == "bob"
+
+
+def test_a_coverage_refresh_is_announced(conn):
+    start = last_seq(conn)
+    snap = conn.execute("select reelscore.refresh_coverage()").fetchone()[0]
+    rows = [r for r in outbox_after(conn, start) if r[1] == "coverage"]
+    assert len(rows) == 1 and rows[0][2]["ids"] == [snap] and "insert" in rows[0][2]["ops"]
 
 
 def test_truncate_and_emit_event(conn):
