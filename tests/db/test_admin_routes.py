@@ -445,7 +445,7 @@ def test_preview_changes_with_the_sliders(viewer_client, movie_ids):
 @pytest.mark.parametrize("qs, message", [
     (weights_query(), "sum to 0"),
     (weights_query(rating="lots"), "not a number"),
-    (weights_query(rating=2), "between 0 and 1"),
+    (weights_query(rating=-0.5), "must be a number between 0 and"),
     (weights_query(rating=1) + "&has_metrics=1&m_imdb_rating=-3&en_imdb_rating=on", "must be a finite number &gt;= 0"),
 ])
 def test_preview_bad_weights_show_the_error(viewer_client, movie_ids, qs, message):
