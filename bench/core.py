@@ -90,6 +90,11 @@ class Bench:
         self.data_dir = data_dir
         self.rows: list[Row] = []
         self.log = log
+        # time budget per row (seconds): counted calls/runs stop growing past it
+        self.budget_latency = 0.3 if smoke else 5.0
+        self.budget_throughput = 0.3 if smoke else 8.0
+        self.min_calls = 2 if smoke else 3
+        self.min_runs = 1 if smoke else 2
 
     # --- what exists ---------------------------------------------------------------
     def has_function(self, name: str) -> bool:
@@ -128,41 +133,65 @@ class Bench:
             self.conn.rollback()
 
     # --- measuring -------------------------------------------------------------------
+    def _count(self, est: float, wanted: int, minimum: int, budget: float | None) -> int:
+        """How many counted calls/runs: `wanted`, cut so they fit the time budget (estimated
+        from the warm-up), never below `minimum`."""
+        if budget is None or est <= 0:
+            return wanted
+        return int(max(minimum, min(wanted, budget / est)))
+
     def latency(self, group: str, name: str, call: Callable[[int], Any], calls: int, warmup: int,
                 baseline: str | None = None, note: str = "", plan_sql: tuple[str, Sequence] | None = None,
-                **extra) -> Row:
-        """`calls` timed calls of call(i) after `warmup` untimed ones: p50/p95/p99 per call."""
+                min_calls: int | None = None, budget: float | None = None, **extra) -> Row:
+        """Timed calls of call(i) after `warmup` untimed ones (at least one, to estimate the
+        cost): p50/p95/p99 per call; at most `calls`, fewer when they would overrun the budget."""
+        budget = self.budget_latency if budget is None else budget
+        min_calls = self.min_calls if min_calls is None else min_calls
         try:
-            for i in range(warmup):
-                call(i)
-            samples = []
-            for i in range(calls):
+            est = 0.0
+            w = max(warmup, 1 if budget else 0)
+            for i in range(w):
                 t0 = time.perf_counter()
-                call(warmup + i)
+                call(i)
+                est = time.perf_counter() - t0
+            n = self._count(est, calls, min_calls, budget)
+            samples = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                call(w + i)
                 samples.append(time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - a broken function is a failed row, not a failed run
             return self.failed(group, name, "latency", exc)
-        row = Row(group, name, "latency", samples=samples, warmup=warmup, baseline=baseline, note=note,
-                  extra=extra)
+        row = Row(group, name, "latency", samples=samples, warmup=max(warmup, 1 if budget else 0),
+                  baseline=baseline, note=note, extra=extra)
         if plan_sql:
             row.plan = self.explain(f"{group}-{name}", *plan_sql)
         return self.add(row)
 
     def throughput(self, group: str, name: str, run: Callable[[int], Any], runs: int, warmup: int,
                    work: float, baseline: str | None = None, note: str = "",
-                   plan_sql: tuple[str, Sequence] | None = None, **extra) -> Row:
-        """Whole runs: `warmup` untimed, then `runs` timed; work = items per run."""
+                   plan_sql: tuple[str, Sequence] | None = None, min_runs: int | None = None,
+                   budget: float | None = None, **extra) -> Row:
+        """Whole runs: `warmup` untimed (at least one), then at most `runs` timed ones, fewer
+        when they would overrun the budget; work = items per run."""
+        budget = self.budget_throughput if budget is None else budget
+        min_runs = self.min_runs if min_runs is None else min_runs
         try:
-            for i in range(warmup):
-                run(i)
-            samples = []
-            for i in range(runs):
+            est = 0.0
+            w = max(warmup, 1 if budget else 0)
+            for i in range(w):
                 t0 = time.perf_counter()
-                run(warmup + i)
+                run(i)
+                est = time.perf_counter() - t0
+            n = self._count(est, runs, min_runs, budget)
+            samples = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                run(w + i)
                 samples.append(time.perf_counter() - t0)
-        except Exception as exc:  # noqa: BLE001 (a failure becomes a row, the run goes on)
+        except Exception as exc:  # noqa: BLE001 - a broken function is a failed row, not a failed run
             return self.failed(group, name, "throughput", exc)
-        row = Row(group, name, "throughput", samples=samples, warmup=warmup, work=work,
+        row = Row(group, name, "throughput", samples=samples, warmup=max(warmup, 1 if budget else 0), work=work,
                   baseline=baseline, note=note, extra=extra)
         if plan_sql:
             row.plan = self.explain(f"{group}-{name}", *plan_sql)
