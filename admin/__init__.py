@@ -69,4 +69,4 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-__all__ = ["create_app", "BLUEPRINTS", "OPTIONAL_BLUEPRINTS"]
+__all__ = ["BLUEPRINTS", "OPTIONAL_BLUEPRINTS", "create_app"]

@@ -5,11 +5,11 @@ removed or demoted user loses access at once). Two roles: viewer reads, admin ed
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, abort, g, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length

@@ -7,8 +7,9 @@ and why (reelscore.db.set_actor). The pool resets every returned connection (RES
 so an actor or reason never leaks from one request into the next."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 from flask import Flask, current_app, g

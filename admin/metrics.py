@@ -6,8 +6,7 @@ bump the version and write the history with the admin's name and reason)."""
 from __future__ import annotations
 
 import psycopg
-from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from psycopg import errors as pgerr
 
 from admin.auth import admin_required, require_login

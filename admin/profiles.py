@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import json
 
-from flask import (Blueprint, abort, flash, g, redirect, render_template, request, url_for)
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from psycopg import errors as pgerr
 
 from admin.auth import admin_required, require_login
 from admin.db import query, query_one, relation_exists, transaction
 from admin.errors import db_message, render_error
 from admin.forms import EmptyForm, NewProfileForm, ProfileForm
-from admin.scoring import (CATEGORIES, BadInput, scoring_ready, top_movies, top_movies_adhoc,
-                           weights_from_form)
+from admin.scoring import (
+    CATEGORIES,
+    BadInput,
+    scoring_ready,
+    top_movies,
+    top_movies_adhoc,
+    weights_from_form,
+)
 
 bp = Blueprint("profiles", __name__, url_prefix="/profiles")
 bp.before_request(require_login)

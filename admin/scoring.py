@@ -4,7 +4,8 @@ top_movies / top_movies_adhoc. No arithmetic on weights or scores happens here."
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from admin.db import function_exists, query
 

@@ -254,7 +254,7 @@ def edit_form(client, code, **changes):
         return m.group(1) if m else ""
     import html as h
     params = re.search(r'<textarea[^>]*name="normalization_params"[^>]*>\s*([^<]*)</textarea>', html).group(1)
-    sel = lambda name: re.search(rf'<select[^>]*name="{name}".*?<option selected value="([^"]*)"', html, re.S)
+    sel = lambda name: re.search(rf'<select[^>]*name="{name}".*?<option selected value="([^"]*)"', html, re.DOTALL)
     data = {
         "csrf_token": csrf_from(html),
         "normalization_type": sel("normalization_type").group(1),
@@ -392,7 +392,7 @@ def test_profiles_cards_show_pie_weights_and_badges(viewer_client, conn, movie_i
                  "NULL, NULL, '{\"model_version\": \"lr_v1\", \"accuracy\": 0.87, \"sample_size\": 1234}')")
     r = viewer_client.get("/profiles/")
     assert r.status_code == 200
-    cards = dict(re.findall(r'<article class="card profile-card" data-name="([^"]+)">(.*?)</article>', r.text, re.S))
+    cards = dict(re.findall(r'<article class="card profile-card" data-name="([^"]+)">(.*?)</article>', r.text, re.DOTALL))
     names = {n for (n,) in conn.execute("SELECT name FROM reelscore.weight_profiles")}
     assert set(cards) == names
     assert "system" in cards["balanced"] and "system" not in cards["ml_learned"]
@@ -406,7 +406,7 @@ def test_profiles_cards_show_pie_weights_and_badges(viewer_client, conn, movie_i
 def test_profile_page_effective_weights_are_category_times_share(viewer_client, movie_ids):
     r = viewer_client.get("/profiles/critics_choice")
     assert r.status_code == 200
-    rows = dict(re.findall(r'<tr data-code="([^"]+)">.*?<td class="num effective-weight">([^<]+)</td>', r.text, re.S))
+    rows = dict(re.findall(r'<tr data-code="([^"]+)">.*?<td class="num effective-weight">([^<]+)</td>', r.text, re.DOTALL))
     # critics_choice: rating 0.5; within rating metacritic 2.0, tomatometer 2.0, imdb/tmdb/audience 0.5, votes off
     share = 2.0 / (2.0 + 2.0 + 0.5 + 0.5 + 0.5)
     assert float(rows["metacritic_score"]) == pytest.approx(0.5 * share, abs=5e-5)
@@ -550,7 +550,7 @@ def test_activate_an_older_version(admin_client, conn, movie_ids):
 def test_compare_two_profiles(viewer_client, movie_ids):
     conn_free = viewer_client.get("/profiles/compare?a=critics_choice&b=crowd_pleaser&limit=5")
     assert conn_free.status_code == 200
-    cols = re.findall(r'<section class="card compare-col" data-profile="([^"]+)">(.*?)</section>', conn_free.text, re.S)
+    cols = re.findall(r'<section class="card compare-col" data-profile="([^"]+)">(.*?)</section>', conn_free.text, re.DOTALL)
     assert [c[0] for c in cols] == ["critics_choice", "crowd_pleaser"]
     assert all(len(re.findall(r"<tr data-movie", body)) == 5 for _, body in cols)
     for qs, message in [("a=nope&b=balanced", "no weight profile named"), ("limit=abc", "whole number"),
@@ -568,7 +568,7 @@ def test_coverage_overview(viewer_client, movie_ids):
     assert overall == f"{100 * with_data / len(MOVIES):.1f}%"
     award_codes = {"oscar_wins", "oscar_nominations", "cannes_palme_dor"}
     n_award = sum(1 for _, v in MOVIES if award_codes & set(v))
-    cat = re.search(r'<tr data-category="award">.*?<td class="num coverage">([^<]+)</td>', r.text, re.S).group(1)
+    cat = re.search(r'<tr data-category="award">.*?<td class="num coverage">([^<]+)</td>', r.text, re.DOTALL).group(1)
     assert cat == f"{100 * n_award / len(MOVIES):.1f}%"
     assert 'id="spark-imdb_rating"' in r.text and "Heatmap" in r.text
     assert "low_coverage" in r.text  # e.g. oscar metrics under their thresholds? at least one alert
@@ -619,7 +619,7 @@ def test_playground_search(viewer_client, movie_ids):
 def test_playground_movie_raw_and_normalized(viewer_client, movie_ids):
     r = viewer_client.get(f"/playground/movie/{movie_ids['The Godfather']}")
     assert r.status_code == 200
-    norm = dict(re.findall(r'<tr data-code="([^"]+)">.*?<td class="num normalized" data-value="([^"]+)"', r.text, re.S))
+    norm = dict(re.findall(r'<tr data-code="([^"]+)">.*?<td class="num normalized" data-value="([^"]+)"', r.text, re.DOTALL))
     assert float(norm["imdb_rating"]) == pytest.approx(0.92)
     assert float(norm["imdb_vote_count"]) == pytest.approx(math.log(2_000_001) / math.log(10_000_001))
     assert float(norm["afi_top_100"]) == pytest.approx(1 / (1 + math.exp(0.05 * (2 - 50))))
@@ -669,7 +669,7 @@ def run_cli(db_url, *args, stdin=""):
     import subprocess
     import sys
     env = dict(os.environ, REELSCORE_DATABASE_URL=db_url)
-    return subprocess.run([sys.executable, "-m", "reelscore.cli", "admin", *args], input=stdin, env=env,
+    return subprocess.run([sys.executable, "-m", "reelscore.cli", "admin", *args], input=stdin, env=env, check=False,
                           capture_output=True, text=True, timeout=120)
 
 

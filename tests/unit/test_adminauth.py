@@ -1,9 +1,8 @@
 """reelpy.adminauth verifies werkzeug's password hashes with the standard library alone
 (the server has no werkzeug): checked against werkzeug's own generate_password_hash."""
 import pytest
-from werkzeug.security import generate_password_hash
-
 from reelpy import adminauth
+from werkzeug.security import generate_password_hash
 
 
 @pytest.mark.parametrize("method", ["scrypt", "pbkdf2", "pbkdf2:sha256:1000", "pbkdf2:sha512:2000",
