@@ -190,7 +190,7 @@ def run_clusters(conn, seed: int = 42, min_ratings: int = 20, k_range: tuple[int
 # Factors (collaborative filtering)
 # ---------------------------------------------------------------------------------------
 
-ALS_DEFAULTS = {"factors": 32, "reg": 0.15, "reg_bias": 0.01, "iterations": 15}
+ALS_DEFAULTS = {"factors": 32, "reg": 0.15, "reg_bias": 0.01, "iterations": 15, "bias_prior": 5.0}
 
 
 def _topk_eval(scores: np.ndarray, seen: list[set], relevant: list[set], k: int = 10) -> dict:
@@ -380,9 +380,10 @@ def measure_recommend(conn, user_ids: np.ndarray, n_users: int = 200, seed: int 
 # A/B experiment replayed on held-out MovieLens ratings
 # ---------------------------------------------------------------------------------------
 
-def _top_outcomes(conn, profile: str, user_movies: np.ndarray, ratings: np.ndarray) -> tuple[list[float], int]:
-    sc = dataset.profile_scores(conn, profile, user_movies)
-    sc = np.where(np.isnan(sc), -np.inf, sc)
+def _top_outcomes(scores: np.ndarray, user_movies: np.ndarray, ratings: np.ndarray) -> tuple[list[float], int]:
+    """The user's real ratings of the 10 movies a profile ranks first among those the user
+    rated (scores: the profile's score of each of those movies), and whether the first was liked."""
+    sc = np.where(np.isnan(scores), -np.inf, scores)
     order = np.lexsort((user_movies, -sc))[:10]
     return [float(x) for x in ratings[order]], int(ratings[order[0]] >= 4)
 
@@ -404,11 +405,20 @@ def run_abtest(conn, name: str | None = None, mde: float = 0.15, seed: int = 42,
     by_user: dict[int, np.ndarray] = {}
     for uid in np.unique(design.users):
         by_user[int(uid)] = np.flatnonzero(design.users == uid)
+    # every movie's score under both profiles, once, from the SQL scoring API
+    movies = np.unique(design.movies)
+    col = {int(m): j for j, m in enumerate(movies)}
+    prof_scores = {p: dataset.profile_scores(conn, p, movies) for p in ("balanced", LEARNED_PROFILE)}
+
+    def outcomes(profile: str, rows: np.ndarray) -> tuple[list[float], int]:
+        sc = prof_scores[profile][[col[int(m)] for m in design.movies[rows]]]
+        return _top_outcomes(sc, design.movies[rows], design.y[rows])
+
     # baseline sd of the per-user outcome, from training users under the control profile
     train_vals = []
     for uid, rows in by_user.items():
         if uid not in heldout and len(rows) >= 10:
-            vals, _ = _top_outcomes(conn, "balanced", design.movies[rows], design.y[rows])
+            vals, _ = outcomes("balanced", rows)
             train_vals.append(np.mean(vals))
     sd = float(np.std(train_vals, ddof=1))
     name = name or f"learned_vs_balanced_{version.split('-', 1)[1].lower()}"
@@ -423,7 +433,7 @@ def run_abtest(conn, name: str | None = None, mde: float = 0.15, seed: int = 42,
             if rows is None or len(rows) < 10:
                 continue
             prof = conn.execute("SELECT reelscore.experiment_profile(%s, %s)", (name, uid)).fetchone()[0]
-            vals, liked = _top_outcomes(conn, prof, design.movies[rows], design.y[rows])
+            vals, liked = outcomes(prof, rows)
             for v in vals:
                 conn.execute("SELECT reelscore.record_outcome(%s, %s, 'top10_rating', %s)", (name, uid, v))
             conn.execute("SELECT reelscore.record_outcome(%s, %s, 'liked_top1', %s)", (name, uid, float(liked)))

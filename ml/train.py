@@ -107,11 +107,13 @@ class BiasedALS:
 
     Each user step solves, for [p_u, b_u], the least squares of (r - mu - b_i) on
     [q_i, 1] over the user's ratings, with penalty reg * n_u * |p_u|^2 and
-    reg_bias * n_u * b_u^2 (ALS-WR's weighted lambda); items symmetrically."""
+    reg_bias * n_u * b_u^2 (ALS-WR's weighted lambda) + bias_prior * b_u^2 (a fixed
+    shrinkage, so a movie with one 5-star rating does not get a large bias); items
+    symmetrically."""
 
     def __init__(self, factors: int = 20, reg: float = 0.1, reg_bias: float = 0.01,
-                 iterations: int = 15, seed: int = 0, init_scale: float = 0.1):
-        self.factors, self.reg, self.reg_bias = factors, reg, reg_bias
+                 iterations: int = 15, seed: int = 0, init_scale: float = 0.1, bias_prior: float = 0.0):
+        self.factors, self.reg, self.reg_bias, self.bias_prior = factors, reg, reg_bias, bias_prior
         self.iterations, self.seed, self.init_scale = iterations, seed, init_scale
 
     @staticmethod
@@ -135,7 +137,9 @@ class BiasedALS:
             A[:, :k] = other[other_idx[idx]]
             A[:, k] = 1.0
             b = resid_base[idx] - other_bias[other_idx[idx]]
-            sol = np.linalg.solve(A.T @ A + np.diag(pen * len(idx)), A.T @ b)
+            ridge = pen * len(idx)
+            ridge[k] += self.bias_prior   # a fixed shrinkage of the bias: few ratings, small bias
+            sol = np.linalg.solve(A.T @ A + np.diag(ridge), A.T @ b)
             vecs[j], bias[j] = sol[:k], sol[k]
         return vecs, bias
 
