@@ -233,34 +233,60 @@ def measure(url: str, port: int, clients: int, rounds: int, procs: int) -> dict:
             "commit_p50_ms": round(pct(commit_ms, 0.5), 2), "commit_p95_ms": round(pct(commit_ms, 0.95), 2)}
 
 
-def bulk_cost(url: str, rows: int) -> dict:
+def bulk_cost(url: str, rows: int, repeats: int = 3) -> dict:
     """Time one INSERT ... SELECT of `rows` values with the announcement triggers enabled and
-    disabled (everything else equal), and count the events it produced."""
-    out = {}
+    disabled (everything else equal, alternating, `repeats` times each; the minimum counts),
+    and count the events each produced."""
+    labels = ("announcement triggers disabled", "announced")
+    times: dict[str, list[float]] = {k: [] for k in labels}
+    events: dict[str, set[int]] = {k: set() for k in labels}
+    own_ms: list[float] = []
+    written = 0
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("SET reelscore.defer_scoring = on")
-        n_movies = -(-rows // 20)
+        n_metrics = c.execute("""SELECT count(*) FROM (SELECT id FROM reelscore.metric_definitions
+                                 WHERE data_type = 'count' OR data_type = 'money' LIMIT 20) d""").fetchone()[0]
+        n_movies = -(-rows // n_metrics)
         c.execute("INSERT INTO reelscore.movies (id, title) SELECT g, 'Bulk ' || g FROM generate_series(100001, %s) g "
                   "ON CONFLICT DO NOTHING", (100000 + n_movies,))
         ins = """INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value)
                  SELECT 100000 + g, d.id, 1 FROM generate_series(1, %s) g,
                         (SELECT id FROM reelscore.metric_definitions WHERE data_type = 'count' OR data_type = 'money'
                          ORDER BY id LIMIT 20) d"""
-        for label, enable in (("announced", True), ("triggers disabled", False), ("announced again", True)):
-            c.execute("DELETE FROM reelscore.metric_values WHERE movie_id > 100000")
-            c.execute("VACUUM reelscore.metric_values")
+
+        def set_triggers(enable: bool) -> None:
             for t in ("realtime_insert", "realtime_update", "realtime_delete"):
                 c.execute(sql.SQL("ALTER TABLE reelscore.metric_values {} TRIGGER {}").format(
                     sql.SQL("ENABLE" if enable else "DISABLE"), sql.Identifier(t)))
-            before = c.execute("SELECT coalesce(max(seq), 0) FROM reelscore.event_outbox").fetchone()[0]
-            t0 = time.perf_counter()
-            c.execute(ins, (n_movies,))
-            dt = time.perf_counter() - t0
-            events = c.execute("SELECT count(*) FROM reelscore.event_outbox WHERE seq > %s", (before,)).fetchone()[0]
-            out[label] = {"seconds": round(dt, 3), "events": events}
+
         c.execute("DELETE FROM reelscore.metric_values WHERE movie_id > 100000")
-    out["rows"] = rows
-    return out
+        c.execute(ins, (n_movies,))          # warm-up (caches, first-use costs), not counted
+        try:
+            for _ in range(repeats):
+                for label in labels:
+                    c.execute("DELETE FROM reelscore.metric_values WHERE movie_id > 100000")
+                    c.execute("VACUUM reelscore.metric_values")
+                    set_triggers(label == "announced")
+                    before = c.execute("SELECT coalesce(max(seq), 0) FROM reelscore.event_outbox").fetchone()[0]
+                    for fn in ("reelscore.realtime_capture()", "reelscore.realtime_flush()"):
+                        c.execute(f"SELECT pg_stat_reset_single_function_counters('{fn}'::regprocedure)")
+                    t0 = time.perf_counter()
+                    written = c.execute(ins, (n_movies,)).rowcount
+                    times[label].append(time.perf_counter() - t0)
+                    c.execute("SELECT pg_stat_force_next_flush()")
+                    own = c.execute("""SELECT coalesce(sum(total_time), 0) FROM pg_stat_user_functions
+                                       WHERE schemaname = 'reelscore'
+                                         AND funcname IN ('realtime_capture', 'realtime_flush')""").fetchone()[0]
+                    if label == "announced":
+                        own_ms.append(own)
+                    events[label].add(c.execute("SELECT count(*) FROM reelscore.event_outbox WHERE seq > %s",
+                                                (before,)).fetchone()[0])
+        finally:
+            set_triggers(True)
+            c.execute("DELETE FROM reelscore.metric_values WHERE movie_id > 100000")
+    return {"rows": written, "announcement_functions_ms": [round(x, 1) for x in own_ms], **{label: {"min_s": round(min(ts), 3), "all_s": [round(x, 3) for x in ts],
+                                     "events_per_statement": sorted(events[label])}
+                             for label, ts in times.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true", help="reuse the bench database if it exists")
     p.add_argument("--port", type=int, default=8731)
     p.add_argument("--bulk-rows", type=int, default=0, help="also time a bulk INSERT of this many rows")
+    p.add_argument("--bulk-only", action="store_true", help="only the bulk timing (no SSE clients)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -279,15 +306,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     url = args.database or build_database(database_url(), "reelscore_bench_realtime", args.reuse)
     results = {"machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()}, "runs": []}
-    server = start_server(url, args.port)
+    server = start_server(url, args.port) if not args.bulk_only else None
     try:
-        for n in args.clients or [50, 500]:
+        for n in ([] if args.bulk_only else args.clients or [50, 500]):
             r = measure(url, args.port, n, args.rounds, args.procs)
             results["runs"].append(r)
             print(json.dumps(r), flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
     if args.bulk_rows:
         results["bulk"] = bulk_cost(url, args.bulk_rows)
         print(json.dumps(results["bulk"]), flush=True)
