@@ -419,32 +419,58 @@ $$;
 COMMENT ON FUNCTION reelscore.search_conditions(jsonb) IS
   'Internal to search_movies: the condition nodes of a validated filter tree, in order.';
 
--- The whole query for a validated tree. Parameters: $1 profile id, $2 conditions (jsonb),
--- $3 limit, $4 offset. Ordered by score (best first, movies without a score last), then
--- movie id: a total order, so pages never overlap or skip while the scores stand still.
-CREATE OR REPLACE FUNCTION reelscore.search_query(p_tree jsonb) RETURNS text
+-- The queries for a validated tree. Ordered by score (best first, movies without a score
+-- last), then movie id: a total order, so pages never overlap or skip while the scores
+-- stand still. Two ways to find a page of movie ids, both exact:
+--   'prefix': walk the profile's score index from the top, at most $5 rows, testing each
+--             movie. Fast when matches are common among well-scored movies ("highly
+--             rated"); the page is right whenever it comes back full, because the first
+--             off + lim matches of the score order all lie in the walked prefix.
+--   'full':   all matching movies (the planner drives from the most selective index:
+--             a category index, metric_values (metric_id, raw_value), genres, years),
+--             then the top of them by score. search_movies uses it when the prefix walk
+--             does not fill the page (rare or badly-scored matches: "hidden gems").
+-- Parameters: $1 profile id, $2 conditions (jsonb), $3 limit, $4 offset, $5 prefix size.
+DROP FUNCTION IF EXISTS reelscore.search_query(jsonb);
+CREATE OR REPLACE FUNCTION reelscore.search_query(p_tree jsonb, p_mode text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
 AS $$
 DECLARE
   v_conds jsonb := reelscore.search_conditions(p_tree);
-  v_needs_f boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "category")');
-  v_needs_m boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "genre" || @.kind == "year")');
+  v_joins text := CASE WHEN jsonb_path_exists(v_conds, '$[*] ? (@.kind == "category")')
+                       THEN 'JOIN reelscore.movie_features f ON f.movie_id = s.movie_id ' ELSE '' END
+               || CASE WHEN jsonb_path_exists(v_conds, '$[*] ? (@.kind == "genre" || @.kind == "year")')
+                       THEN 'JOIN reelscore.movies m ON m.id = s.movie_id ' ELSE '' END;
+  v_pred text := reelscore.search_predicate(p_tree);
 BEGIN
-  RETURN 'SELECT r.movie_id, mv.title::text, mv.release_year, mv.genres, r.score, r.confidence, '
-      || '$4 + row_number() OVER (ORDER BY r.score DESC NULLS LAST, r.movie_id) AS rank, '
-      || reelscore.search_matched_expr(p_tree) || ' AS matched '
-      || 'FROM (SELECT s.movie_id, s.score, s.confidence FROM reelscore.movie_scores s '
-      || CASE WHEN v_needs_f THEN 'JOIN reelscore.movie_features f ON f.movie_id = s.movie_id ' ELSE '' END
-      || CASE WHEN v_needs_m THEN 'JOIN reelscore.movies m ON m.id = s.movie_id ' ELSE '' END
-      || 'WHERE s.profile_id = $1 AND ' || reelscore.search_predicate(p_tree) || ' '
-      || 'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3 OFFSET $4) r '
-      || 'JOIN reelscore.movies mv ON mv.id = r.movie_id '
-      || 'LEFT JOIN reelscore.movie_features fm ON fm.movie_id = r.movie_id '
-      || 'ORDER BY r.score DESC NULLS LAST, r.movie_id';
+  IF p_mode = 'prefix' THEN
+    RETURN 'SELECT coalesce(array_agg(q.movie_id ORDER BY q.score DESC NULLS LAST, q.movie_id), ''{}'') FROM ('
+        || 'SELECT s.movie_id, s.score FROM (SELECT s0.movie_id, s0.score FROM reelscore.movie_scores s0 '
+        || 'WHERE s0.profile_id = $1 ORDER BY s0.score DESC NULLS LAST, s0.movie_id LIMIT $5) s '
+        || v_joins || 'WHERE ' || v_pred || ' '
+        || 'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3 OFFSET $4) q';
+  ELSIF p_mode = 'full' THEN
+    RETURN 'WITH hits AS MATERIALIZED (SELECT s.movie_id, s.score FROM reelscore.movie_scores s '
+        || v_joins || 'WHERE s.profile_id = $1 AND ' || v_pred || ') '
+        || 'SELECT coalesce(array_agg(q.movie_id ORDER BY q.score DESC NULLS LAST, q.movie_id), ''{}'') FROM ('
+        || 'SELECT hits.movie_id, hits.score FROM hits '
+        || 'ORDER BY hits.score DESC NULLS LAST, hits.movie_id LIMIT $3 OFFSET $4) q';
+  ELSIF p_mode = 'rows' THEN
+    -- The result rows for a page of ids ($3, in order): score, confidence, rank, matched values.
+    RETURN 'SELECT r.movie_id, mv.title::text, mv.release_year, mv.genres, s.score, s.confidence, '
+        || '$4 + r.ord AS rank, ' || reelscore.search_matched_expr(p_tree) || ' AS matched '
+        || 'FROM unnest($3::bigint[]) WITH ORDINALITY AS r(movie_id, ord) '
+        || 'JOIN reelscore.movie_scores s ON s.profile_id = $1 AND s.movie_id = r.movie_id '
+        || 'JOIN reelscore.movies mv ON mv.id = r.movie_id '
+        || 'LEFT JOIN reelscore.movie_features fm ON fm.movie_id = r.movie_id '
+        || 'ORDER BY r.ord';
+  END IF;
+  RAISE EXCEPTION 'search_query: p_mode must be prefix, full or rows, got %', coalesce(quote_literal(p_mode), 'NULL')
+    USING ERRCODE = 'invalid_parameter_value';
 END
 $$;
-COMMENT ON FUNCTION reelscore.search_query(jsonb) IS
-  'The SQL text search_movies runs for a validated filter tree (parameters $1 profile id, $2 conditions, $3 limit, $4 offset). For inspection and EXPLAIN.';
+COMMENT ON FUNCTION reelscore.search_query(jsonb, text) IS
+  'The SQL texts search_movies runs for a validated filter tree: p_mode prefix (walk the top of the score index), full (all matches, then the top) or rows (the result rows of a page of ids). Parameters $1 profile id, $2 conditions, $3 limit (ids for rows), $4 offset, $5 prefix size. For inspection and EXPLAIN.';
 
 -- Profile name -> id, with the errors search shares with scoring.
 CREATE OR REPLACE FUNCTION reelscore.search_profile_id(p_profile text) RETURNS bigint
@@ -485,47 +511,71 @@ COMMENT ON FUNCTION reelscore.search_check_page(integer, integer) IS
 
 -- ---------------------------------------------------------------------------------------
 -- search_movies: the public entry point.
+-- Parallel workers are turned off for the call: a page of 50 rows never pays back the
+-- start-up of a worker (measured: 100+ ms of a 150 ms call on this machine), and JIT is off:
+-- the row estimates of a page query can pass jit_above_cost, and compiling took 300 ms.
 -- ---------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION reelscore.search_movies(filters jsonb, profile text DEFAULT 'balanced',
                                                    lim integer DEFAULT 50, off integer DEFAULT 0)
 RETURNS TABLE (movie_id bigint, title text, release_year smallint, genres text[], score double precision,
                confidence double precision, rank bigint, matched jsonb)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET max_parallel_workers_per_gather = 0
+SET jit = off
 AS $$
 DECLARE
+  c_prefix CONSTANT integer := 3000;   -- rows of the score index the prefix walk may test
   v_tree jsonb;
+  v_conds jsonb;
   v_profile_id bigint;
+  v_ids bigint[];
 BEGIN
   PERFORM reelscore.search_check_page(search_movies.lim, search_movies.off);
   v_tree := reelscore.validate_search_filters(search_movies.filters);
+  v_conds := reelscore.search_conditions(v_tree);
   v_profile_id := reelscore.search_profile_id(search_movies.profile);
-  RETURN QUERY EXECUTE reelscore.search_query(v_tree)
-    USING v_profile_id, reelscore.search_conditions(v_tree), search_movies.lim, search_movies.off;
+  IF search_movies.off + search_movies.lim <= c_prefix THEN
+    EXECUTE reelscore.search_query(v_tree, 'prefix') INTO v_ids
+      USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix;
+  END IF;
+  IF v_ids IS NULL OR cardinality(v_ids) < search_movies.lim THEN
+    EXECUTE reelscore.search_query(v_tree, 'full') INTO v_ids
+      USING v_profile_id, v_conds, search_movies.lim, search_movies.off;
+  END IF;
+  RETURN QUERY EXECUTE reelscore.search_query(v_tree, 'rows')
+    USING v_profile_id, v_conds, v_ids, search_movies.off;
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_movies(jsonb, text, integer, integer) IS
   'Movies matching a filter (docs/search.md: category / metric_code thresholds on normalized or raw values, genre, year range, nested filters (all) and any (one)), best score first under the profile, with score, confidence, rank and the values that matched. Pages with lim/off over a total order (score, movie id). Bad filters: SQLSTATE 22023 naming the key.';
 
+DROP FUNCTION IF EXISTS reelscore.search_explain(jsonb, text, integer, integer, boolean);
 CREATE OR REPLACE FUNCTION reelscore.search_explain(filters jsonb, profile text DEFAULT 'balanced',
                                                     lim integer DEFAULT 50, off integer DEFAULT 0,
-                                                    p_analyze boolean DEFAULT false)
+                                                    p_analyze boolean DEFAULT false, p_mode text DEFAULT 'prefix')
 RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET max_parallel_workers_per_gather = 0
+SET jit = off
 AS $$
 DECLARE
   v_tree jsonb;
   v_line text;
 BEGIN
   PERFORM reelscore.search_check_page(search_explain.lim, search_explain.off);
+  IF p_mode IS NULL OR p_mode NOT IN ('prefix', 'full') THEN
+    RAISE EXCEPTION 'p_mode must be prefix or full, got %', coalesce(quote_literal(p_mode), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value', COLUMN = 'p_mode';
+  END IF;
   v_tree := reelscore.validate_search_filters(search_explain.filters);
   FOR v_line IN EXECUTE CASE WHEN search_explain.p_analyze THEN 'EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) '
-                             ELSE 'EXPLAIN (COSTS OFF) ' END || reelscore.search_query(v_tree)
+                             ELSE 'EXPLAIN (COSTS OFF) ' END || reelscore.search_query(v_tree, p_mode)
     USING reelscore.search_profile_id(search_explain.profile), reelscore.search_conditions(v_tree),
-          search_explain.lim, search_explain.off
+          search_explain.lim, search_explain.off, 3000
   LOOP
     RETURN NEXT v_line;
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION reelscore.search_explain(jsonb, text, integer, integer, boolean) IS
-  'The plan search_movies uses for these arguments (EXPLAIN, or EXPLAIN ANALYZE with buffers when analyze is true).';
+COMMENT ON FUNCTION reelscore.search_explain(jsonb, text, integer, integer, boolean, text) IS
+  'The plan of one of search_movies'' two ways to find a page (p_mode prefix: walk the top of the score index; full: all matches, then the top), as EXPLAIN, or EXPLAIN ANALYZE with buffers when p_analyze is true.';

@@ -12,6 +12,7 @@ CREATE OR REPLACE FUNCTION reelscore.similar_movies(p_movie_id bigint, k integer
 RETURNS TABLE (movie_id bigint, title text, release_year smallint, genres text[],
                distance double precision, similarity double precision, shared_genres text[])
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

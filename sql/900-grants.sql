@@ -82,7 +82,7 @@ GRANT EXECUTE ON FUNCTION reelscore.prune_outbox(interval) TO reelscore_admin;
 GRANT SELECT ON reelscore.movie_features, reelscore.movie_scores TO reelscore_read;
 GRANT EXECUTE ON FUNCTION
   reelscore.search_movies(jsonb, text, integer, integer), reelscore.validate_search_filters(jsonb),
-  reelscore.search_explain(jsonb, text, integer, integer, boolean), reelscore.search_query(jsonb),
+  reelscore.search_explain(jsonb, text, integer, integer, boolean, text), reelscore.search_query(jsonb, text),
   reelscore.search_filter_node(jsonb, text, integer, integer), reelscore.search_filter_error(text, text, jsonb),
   reelscore.search_predicate(jsonb), reelscore.search_matched_expr(jsonb), reelscore.search_conditions(jsonb),
   reelscore.search_profile_id(text), reelscore.search_check_page(integer, integer),

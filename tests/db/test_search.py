@@ -11,6 +11,7 @@ import math
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 N_MOVIES = 3000
@@ -321,8 +322,9 @@ def test_hostile_strings_never_reach_sql(conn, data, hostile):
     assert search(conn, {"filters": [{"genre": ["Drama", label]}], "recognized": [hostile]}, lim=1)
 
     def sql_for(genre, threshold):
-        return conn.execute("SELECT reelscore.search_query(reelscore.validate_search_filters(%s))",
-                            (Jsonb({"genre": genre, "category": "rating", "min_normalized": threshold}),)).fetchone()[0]
+        tree = Jsonb({"genre": genre, "category": "rating", "min_normalized": threshold})
+        return [conn.execute("SELECT reelscore.search_query(reelscore.validate_search_filters(%s), %s)",
+                             (tree, mode)).fetchone()[0] for mode in ("prefix", "full", "rows")]
     assert sql_for(label, 0.123456) == sql_for("Drama", 0.5)
     # As a metric, a category, a key or a profile: a clean 22023 naming the key.
     for bad, key in (({"metric_code": hostile, "min_raw_value": 1}, "metric_code"),
@@ -341,6 +343,33 @@ def test_hostile_strings_never_reach_sql(conn, data, hostile):
     after = conn.execute("SELECT (SELECT count(*) FROM reelscore.movies), "
                          "(SELECT count(*) FROM reelscore.metric_values)").fetchone()
     assert after == before
+
+
+@pytest.mark.parametrize("name", ["highly rated (category >= 0.8)", "metacritic > 80 (raw)", "upper bound on raw",
+                                  "hidden gems (seed combination)", "genre list is any-of", "any of two metrics"])
+def test_prefix_walk_and_full_search_agree(conn, data, name):
+    """The two ways search_movies finds a page give the same page whenever the walk fills it."""
+    tree = conn.execute("SELECT reelscore.validate_search_filters(%s)", (Jsonb(SEED_CASES[name]),)).fetchone()[0]
+    conds = conn.execute("SELECT reelscore.search_conditions(%s)", (Jsonb(tree),)).fetchone()[0]
+    pid = conn.execute("SELECT id FROM reelscore.weight_profiles WHERE name = 'balanced'").fetchone()[0]
+    filled = 0
+    for lim, off, prefix in ((10, 0, 200), (10, 5, 400), (20, 0, 3000), (5, 0, 50)):
+        args = (pid, Jsonb(conds), lim, off, prefix)
+        q_prefix, q_full = (conn.execute("SELECT reelscore.search_query(%s, %s)", (Jsonb(tree), m)).fetchone()[0]
+                            for m in ("prefix", "full"))
+        for name in ("walk", "whole"):
+            if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (name,)).fetchone():
+                conn.execute(f"DEALLOCATE {name}")
+        conn.execute("PREPARE walk (bigint, jsonb, int, int, int) AS " + q_prefix)
+        conn.execute("PREPARE whole (bigint, jsonb, int, int) AS " + q_full)
+        lits = [sql.Literal(json.dumps(conds)) if i == 1 else sql.Literal(a) for i, a in enumerate(args)]
+        walked = conn.execute(sql.SQL("EXECUTE walk({}, {}, {}, {}, {})").format(*lits)).fetchone()[0]
+        full = conn.execute(sql.SQL("EXECUTE whole({}, {}, {}, {})").format(*lits[:4])).fetchone()[0]
+        assert walked == full[:len(walked)]
+        if len(walked) == lim:
+            filled += 1
+            assert walked == full
+    assert filled or name in ("hidden gems (seed combination)", "upper bound on raw")
 
 
 def test_values_reach_the_planner_as_constants(conn, data):
