@@ -460,6 +460,9 @@ def write(conn, n_movies: int, seed: int = 42, *, truncate: bool = False,
     bar = _progress(total, progress)
     source = f"synth:seed={seed}"
     with conn.transaction():
+        # Scoring's documented switch for bulk loads: mark the new movies' features stale
+        # instead of rescoring them inside the COPY (refresh_scores() rescores them).
+        conn.execute("SELECT set_config('reelscore.defer_scoring', 'on', true)")
         if truncate:
             # two statements: a TRUNCATE trigger on movies may itself truncate metric_values
             conn.execute("TRUNCATE reelscore.metric_values")

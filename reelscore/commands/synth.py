@@ -59,6 +59,8 @@ def run(args) -> int:
     print(f"synth: {stats.movies} movies (ids {stats.first_id}..{stats.first_id + stats.movies - 1}), "
           f"{stats.values} metric values, seed {args.seed}, {stats.seconds:.1f} s "
           f"into {redact(url)}")
+    print("synth: scores of the new movies are marked stale: run SELECT reelscore.refresh_scores() "
+          "(and refresh_coverage()) before reading them", file=sys.stderr)
     if missing:
         print(f"synth: metrics not in the registry, skipped: {', '.join(missing)}", file=sys.stderr)
     return 0
