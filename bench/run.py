@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = groups.Plan(n, args.smoke)
         doc_versions = env.versions(conn)
         log(f"bench: scale {args.scale} ({n:,} movies){' smoke' if args.smoke else ''}; groups {', '.join(args.only)}")
+        groups.restore_interrupted(b)
         groups.ensure_scores(b)
         for name in args.only:
             t0 = time.monotonic()
