@@ -442,7 +442,7 @@ def _ingest_paths(b: Bench, p: Plan, g: str, code: str, mid: int, base: list, mo
         probe.append(time.perf_counter() - t0)
     per_row = sorted(probe)[len(probe) // 2]
     target = 0.5 if p.smoke else 3.0
-    n_slow = int(min(len(base), p.ingest_rows_slow, max(5, target / max(per_row, 1e-6))))
+    n_slow = int(min(len(base), p.ingest_rows_slow, max(3, target / max(per_row, 1e-6))))
     n_slow = min(n_slow, len(base))
     b.log(f"  ingest: one INSERT ... ON CONFLICT statement takes {per_row * 1000:.1f} ms here; "
           f"row-by-row runs use {n_slow} rows")
