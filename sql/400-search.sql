@@ -430,7 +430,8 @@ COMMENT ON FUNCTION reelscore.search_conditions(jsonb) IS
 --             a category index, metric_values (metric_id, raw_value), genres, years),
 --             then the top of them by score. search_movies uses it when the prefix walk
 --             does not fill the page (rare or badly-scored matches: "hidden gems").
--- Parameters: $1 profile id, $2 conditions (jsonb), $3 limit, $4 offset, $5 prefix size.
+-- Parameters: $1 profile id, $2 conditions (jsonb), $3 limit, $4 offset, $5 prefix size
+-- ($6: the ids of a page, for 'rows').
 DROP FUNCTION IF EXISTS reelscore.search_query(jsonb);
 CREATE OR REPLACE FUNCTION reelscore.search_query(p_tree jsonb, p_mode text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
@@ -459,18 +460,27 @@ BEGIN
     -- The result rows for a page of ids ($3, in order): score, confidence, rank, matched values.
     RETURN 'SELECT r.movie_id, mv.title::text, mv.release_year, mv.genres, s.score, s.confidence, '
         || '$4 + r.ord AS rank, ' || reelscore.search_matched_expr(p_tree) || ' AS matched '
-        || 'FROM unnest($3::bigint[]) WITH ORDINALITY AS r(movie_id, ord) '
+        || 'FROM unnest($6::bigint[]) WITH ORDINALITY AS r(movie_id, ord) '
         || 'JOIN reelscore.movie_scores s ON s.profile_id = $1 AND s.movie_id = r.movie_id '
         || 'JOIN reelscore.movies mv ON mv.id = r.movie_id '
         || 'LEFT JOIN reelscore.movie_features fm ON fm.movie_id = r.movie_id '
         || 'ORDER BY r.ord';
+  ELSIF p_mode = 'page' THEN
+    -- All three in one statement (one planning): the walk, the full search only when the
+    -- walk did not fill the page (a CASE runs its subquery only when that branch is taken),
+    -- then the rows.
+    RETURN 'WITH walk AS MATERIALIZED (SELECT CASE WHEN $4 + $3 <= $5 THEN ('
+        || reelscore.search_query(p_tree, 'prefix') || ') END AS ids), '
+        || 'pick AS MATERIALIZED (SELECT CASE WHEN cardinality(walk.ids) >= $3 THEN walk.ids ELSE ('
+        || reelscore.search_query(p_tree, 'full') || ') END AS ids FROM walk) '
+        || replace(reelscore.search_query(p_tree, 'rows'), '$6::bigint[]', '(SELECT pick.ids FROM pick)');
   END IF;
-  RAISE EXCEPTION 'search_query: p_mode must be prefix, full or rows, got %', coalesce(quote_literal(p_mode), 'NULL')
+  RAISE EXCEPTION 'search_query: p_mode must be prefix, full, rows or page, got %', coalesce(quote_literal(p_mode), 'NULL')
     USING ERRCODE = 'invalid_parameter_value';
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_query(jsonb, text) IS
-  'The SQL texts search_movies runs for a validated filter tree: p_mode prefix (walk the top of the score index), full (all matches, then the top) or rows (the result rows of a page of ids). Parameters $1 profile id, $2 conditions, $3 limit (ids for rows), $4 offset, $5 prefix size. For inspection and EXPLAIN.';
+  'The SQL texts of search_movies for a validated filter tree: p_mode prefix (ids: walk the top of the score index), full (ids: all matches, then the top), rows (the result rows of the ids in $6) or page (what search_movies runs: all three in one statement). Parameters $1 profile id, $2 conditions, $3 limit, $4 offset, $5 prefix size. For inspection and EXPLAIN.';
 
 -- Profile name -> id, with the errors search shares with scoring.
 CREATE OR REPLACE FUNCTION reelscore.search_profile_id(p_profile text) RETURNS bigint
@@ -528,22 +538,13 @@ DECLARE
   v_tree jsonb;
   v_conds jsonb;
   v_profile_id bigint;
-  v_ids bigint[];
 BEGIN
   PERFORM reelscore.search_check_page(search_movies.lim, search_movies.off);
   v_tree := reelscore.validate_search_filters(search_movies.filters);
   v_conds := reelscore.search_conditions(v_tree);
   v_profile_id := reelscore.search_profile_id(search_movies.profile);
-  IF search_movies.off + search_movies.lim <= c_prefix THEN
-    EXECUTE reelscore.search_query(v_tree, 'prefix') INTO v_ids
-      USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix;
-  END IF;
-  IF v_ids IS NULL OR cardinality(v_ids) < search_movies.lim THEN
-    EXECUTE reelscore.search_query(v_tree, 'full') INTO v_ids
-      USING v_profile_id, v_conds, search_movies.lim, search_movies.off;
-  END IF;
-  RETURN QUERY EXECUTE reelscore.search_query(v_tree, 'rows')
-    USING v_profile_id, v_conds, v_ids, search_movies.off;
+  RETURN QUERY EXECUTE reelscore.search_query(v_tree, 'page')
+    USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix;
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_movies(jsonb, text, integer, integer) IS
@@ -552,7 +553,7 @@ COMMENT ON FUNCTION reelscore.search_movies(jsonb, text, integer, integer) IS
 DROP FUNCTION IF EXISTS reelscore.search_explain(jsonb, text, integer, integer, boolean);
 CREATE OR REPLACE FUNCTION reelscore.search_explain(filters jsonb, profile text DEFAULT 'balanced',
                                                     lim integer DEFAULT 50, off integer DEFAULT 0,
-                                                    p_analyze boolean DEFAULT false, p_mode text DEFAULT 'prefix')
+                                                    p_analyze boolean DEFAULT false, p_mode text DEFAULT 'page')
 RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET max_parallel_workers_per_gather = 0
@@ -563,8 +564,8 @@ DECLARE
   v_line text;
 BEGIN
   PERFORM reelscore.search_check_page(search_explain.lim, search_explain.off);
-  IF p_mode IS NULL OR p_mode NOT IN ('prefix', 'full') THEN
-    RAISE EXCEPTION 'p_mode must be prefix or full, got %', coalesce(quote_literal(p_mode), 'NULL')
+  IF p_mode IS NULL OR p_mode NOT IN ('prefix', 'full', 'page') THEN
+    RAISE EXCEPTION 'p_mode must be prefix, full or page, got %', coalesce(quote_literal(p_mode), 'NULL')
       USING ERRCODE = 'invalid_parameter_value', COLUMN = 'p_mode';
   END IF;
   v_tree := reelscore.validate_search_filters(search_explain.filters);
@@ -578,4 +579,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_explain(jsonb, text, integer, integer, boolean, text) IS
-  'The plan of one of search_movies'' two ways to find a page (p_mode prefix: walk the top of the score index; full: all matches, then the top), as EXPLAIN, or EXPLAIN ANALYZE with buffers when p_analyze is true.';
+  'The plan of search_movies (p_mode page, the default), or of one of its two ways to find a page (prefix: walk the top of the score index; full: all matches, then the top), as EXPLAIN, or EXPLAIN ANALYZE with buffers when p_analyze is true.';
