@@ -163,6 +163,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON reelscore.movies, reelscore.metric_feedback, reelscore.ml_models, reelscore.user_clusters,
   reelscore.user_cluster_assignments, reelscore.experiments, reelscore.experiment_assignments,
   reelscore.experiment_outcomes, reelscore.movie_factors, reelscore.user_factors TO reelscore_read;
+GRANT SELECT (id) ON reelscore.users TO reelscore_read;  -- recommend() checks the user exists; no demographics
 GRANT EXECUTE ON FUNCTION
   reelscore.taste_genres(), reelscore.taste_feature_names(), reelscore.user_taste_features(integer, bigint),
   reelscore.assign_user_cluster(bigint), reelscore.ab_bucket(text, bigint), reelscore.experiment_arm(text, bigint),
@@ -187,7 +188,4 @@ GRANT DELETE ON reelscore.user_cluster_assignments, reelscore.user_profile_assig
   reelscore.experiment_assignments, reelscore.experiment_outcomes TO reelscore_admin;
 GRANT EXECUTE ON FUNCTION
   reelscore.create_experiment(text, text, text, text, text, float8, float8, float8, float8, float8, jsonb, text)
-  TO reelscore_admin;
--- Dropping and building the similarity index: the table owner's right (reelscore_admin runs it as owner).
-GRANT EXECUTE ON FUNCTION reelscore.drop_similarity_index(), reelscore.build_similarity_index(text)
   TO reelscore_admin;
