@@ -190,6 +190,7 @@ def run_clusters(conn, seed: int = 42, min_ratings: int = 20, k_range: tuple[int
 # Factors (collaborative filtering)
 # ---------------------------------------------------------------------------------------
 
+FACTOR_SLOTS = 32   # movie_factors.factors is vector(33): 32 factors (zero-padded) + the bias
 ALS_DEFAULTS = {"factors": 32, "reg": 0.15, "reg_bias": 0.01, "iterations": 15, "bias_prior": 5.0}
 
 
@@ -300,8 +301,11 @@ def run_factors(conn, seed: int = 42, folds: int = 5, cv: bool = True, als: dict
         t0 = time.time()
         metrics["cv"] = cross_validate(r, balanced, folds, seed, als)
         metrics["cv_seconds"] = round(time.time() - t0, 1)
+    if als["factors"] > FACTOR_SLOTS:
+        raise MLError(f"at most {FACTOR_SLOTS} factors fit the vector(33) columns, got {als['factors']}")
     model = train.BiasedALS(seed=seed, **als).fit(u, i, r.rating, len(uids), len(mids))
-    item_vecs = np.c_[model.Q, model.bi]
+    pad = np.zeros((1, FACTOR_SLOTS - als["factors"]))
+    item_vecs = np.c_[model.Q, np.repeat(pad, len(mids), axis=0), model.bi]   # zero-padded to 32 + bias
     counts = np.bincount(i, minlength=len(mids))
 
     # cold movies: a ridge map from metric vectors, checked on 10% of rated movies held out
@@ -320,7 +324,8 @@ def run_factors(conn, seed: int = 42, folds: int = 5, cv: bool = True, als: dict
         hu, hi_ = u[in_hold], i[in_hold]
         col = {int(h): j for j, h in enumerate(hold)}
         pv = np.array([placed[col[int(x)]] for x in hi_])
-        pred_placed = np.clip(model.mu + model.bu[hu] + pv[:, -1] + np.einsum("ij,ij->i", model.P[hu], pv[:, :-1]), 1, 5)
+        pred_placed = np.clip(model.mu + model.bu[hu] + pv[:, -1]
+                              + np.einsum("ij,ij->i", model.P[hu], pv[:, :als["factors"]]), 1, 5)
         pred_nothing = np.clip(model.mu + model.bu[hu], 1, 5)
         cold_report = {"heldout_movies": int(len(hold)), "ratings": int(in_hold.sum()),
                        "rmse_placed_by_metrics": evaluate.rmse(pred_placed, r.rating[in_hold]),
@@ -332,7 +337,7 @@ def run_factors(conn, seed: int = 42, folds: int = 5, cv: bool = True, als: dict
             movies_rows += [(int(mm.movie_id[j]), v, float(v[-1]), 0, "metrics") for j, v in zip(cold_ids, vecs)]
         cold_report["movies_placed"] = len(cold_ids)
     metrics["cold_movies"] = cold_report
-    users_rows = [(int(x), np.r_[model.P[j], 1.0], model.mu + float(model.bu[j]), int(model.user_counts[j]))
+    users_rows = [(int(x), np.r_[model.P[j], pad[0], 1.0], model.mu + float(model.bu[j]), int(model.user_counts[j]))
                   for j, x in enumerate(uids)]
     version = publish.new_version("als")
     params = {**als, "seed": seed, "folds": folds, "mu": model.mu, "users": len(uids), "movies": len(mids),
