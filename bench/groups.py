@@ -568,10 +568,11 @@ def _loader_memory(b: Bench, p: Plan) -> None:
         b.unavailable(g, "loader peak memory (file x1 vs x4)", "memory", "no 'reelscore load' command yet")
         return
     codes = LOAD_CODES
-    rows1 = max(2000, min(b.n, 50_000))
+    rows1 = 2000 if p.smoke else 10_000
     sizes = {"x1": rows1, "x4": 4 * rows1}
     peaks = {}
     for label, rows in sizes.items():
+        rows = min(rows, b.n * len(codes))
         path = b.data_dir / f"load-{label}.csv"
         b.data_dir.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(7)
