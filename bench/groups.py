@@ -382,6 +382,19 @@ def timeseries(b: Bench, p: Plan) -> None:
       GROUP BY movie_id HAVING count(*) > 1
       ORDER BY growth DESC NULLS LAST LIMIT 10"""
     naive_name = "naive: top 10 risers over 7 days (GROUP BY over points)"
+    if b.has_function("refresh_rollups"):
+        naive_roll = ("SELECT count(*) FROM (SELECT movie_id, metric_id, date_trunc('day', time) AS day, avg(value), "
+                      "min(value), max(value), count(*) FROM reelscore.metric_timeseries "
+                      "WHERE time >= date_trunc('day', now()) - interval '31 days' GROUP BY 1, 2, 3) r")
+        b.throughput(g, "naive: daily aggregates of the last 31 days (GROUP BY)",
+                     lambda i: b.conn.execute(naive_roll).fetchall(), p.runs, p.tp_warm, movies * days,
+                     baseline="refresh_rollups(31 days)", plan_sql=(naive_roll, None))
+        roll = "SELECT * FROM reelscore.refresh_rollups(date_trunc('day', now()) - interval '31 days', now())"
+        b.throughput(g, "refresh_rollups(31 days)", lambda i: b.conn.execute(roll).fetchall(), p.runs, p.tp_warm,
+                     movies * days, baseline="naive: daily aggregates of the last 31 days (GROUP BY)",
+                     note="hourly and daily rollups rewritten for the window", plan_sql=(roll, None))
+    else:
+        b.unavailable(g, "refresh_rollups(31 days)", "throughput", "reelscore.refresh_rollups does not exist yet")
     has = b.has_function("trending")
     b.latency(g, naive_name, lambda i: b.conn.execute(naive_sql, (mid, "7 days")).fetchall(), p.slow_calls * 2, 1,
               baseline="trending('tmdb_popularity', 7 days, 10)" if has else None,
@@ -391,6 +404,11 @@ def timeseries(b: Bench, p: Plan) -> None:
                   lambda i: b.conn.execute("SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10)").fetchall(),
                   p.calls, p.warm, baseline=naive_name,
                   plan_sql=("SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10)", None))
+        raw_sql = "SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10, true)"
+        b.latency(g, "trending(..., from raw points)", lambda i: b.conn.execute(raw_sql).fetchall(),
+                  p.calls, p.warm, baseline="trending('tmdb_popularity', 7 days, 10)",
+                  note="p_from_raw = true: the same trend from raw points instead of the daily rollup",
+                  plan_sql=(raw_sql, None))
     else:
         b.unavailable(g, "trending('tmdb_popularity', 7 days, 10)", "latency", "reelscore.trending does not exist yet")
 
