@@ -448,7 +448,10 @@ BEGIN
     RETURN 'SELECT coalesce(array_agg(q.movie_id ORDER BY q.score DESC NULLS LAST, q.movie_id), ''{}'') FROM ('
         || 'SELECT s.movie_id, s.score FROM (SELECT s0.movie_id, s0.score FROM reelscore.movie_scores s0 '
         || 'WHERE s0.profile_id = $1 ORDER BY s0.score DESC NULLS LAST, s0.movie_id LIMIT $5) s '
-        || v_joins || 'WHERE ' || v_pred || ' '
+        -- the test as a scalar subquery: run row by row as the walk goes (never turned into a
+        -- hash join that would read every match first), so the walk stops at the page's end
+        || 'WHERE coalesce((SELECT ' || v_pred || ' FROM reelscore.movie_features f '
+        || 'JOIN reelscore.movies m ON m.id = f.movie_id WHERE f.movie_id = s.movie_id), false) '
         || 'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3 OFFSET $4) q';
   ELSIF p_mode = 'full' THEN
     RETURN 'WITH hits AS MATERIALIZED (SELECT s.movie_id, s.score FROM reelscore.movie_scores s '
@@ -534,7 +537,7 @@ SET max_parallel_workers_per_gather = 0
 SET jit = off
 AS $$
 DECLARE
-  c_prefix CONSTANT integer := 3000;   -- rows of the score index the prefix walk may test
+  c_prefix CONSTANT integer := 1000;   -- rows of the score index the prefix walk may test
   v_tree jsonb;
   v_conds jsonb;
   v_profile_id bigint;
@@ -572,7 +575,7 @@ BEGIN
   FOR v_line IN EXECUTE CASE WHEN search_explain.p_analyze THEN 'EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) '
                              ELSE 'EXPLAIN (COSTS OFF) ' END || reelscore.search_query(v_tree, p_mode)
     USING reelscore.search_profile_id(search_explain.profile), reelscore.search_conditions(v_tree),
-          search_explain.lim, search_explain.off, 3000
+          search_explain.lim, search_explain.off, 1000
   LOOP
     RETURN NEXT v_line;
   END LOOP;
