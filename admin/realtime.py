@@ -359,7 +359,10 @@ def _realtime_globals() -> dict[str, Any]:
         starts exactly where the rendered data ends."""
         from admin.db import query_one
         try:
-            row = query_one("SELECT last_seq FROM reelscore.outbox_status()")
+            # max(seq) reads one index entry; the pruned horizon covers an empty outbox.
+            row = query_one("""SELECT greatest((SELECT max(o.seq) FROM reelscore.event_outbox o),
+                                               (SELECT s.pruned_through FROM reelscore.event_outbox_state s))
+                                      AS last_seq""")
         except psycopg.Error:
             return 0
         return int(row["last_seq"] or 0) if row else 0
