@@ -28,7 +28,7 @@
 -- one pass; the ids come from the first 6,400 rows only (the 200 smallest distinct), and
 -- "more" says so, because a distinct over 17M rows would cost more than the load.
 CREATE OR REPLACE FUNCTION reelscore.realtime_capture() RETURNS trigger
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -66,7 +66,7 @@ COMMENT ON FUNCTION reelscore.realtime_capture() IS
   'Statement trigger: stages a summary of the changed rows (ids capped at 200, row count, metric ids) for the commit-time announcement.';
 
 CREATE OR REPLACE FUNCTION reelscore.realtime_capture_truncate() RETURNS trigger
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -83,7 +83,7 @@ COMMENT ON FUNCTION reelscore.realtime_capture_truncate() IS
 -- constraint triggers are row-level); the first firing does the work, the rest find
 -- nothing left.
 CREATE OR REPLACE FUNCTION reelscore.realtime_flush() RETURNS trigger
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -158,7 +158,7 @@ CREATE CONSTRAINT TRIGGER realtime_flush
 CREATE OR REPLACE FUNCTION reelscore.emit_event(p_kind text, p_ids bigint[] DEFAULT '{}',
                                                 p_op text DEFAULT 'change')
 RETURNS void
-LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -213,7 +213,7 @@ BEGIN
   IF p_seq < coalesce(v_pruned, 0) OR p_seq > coalesce(v_last, 0) THEN
     seq := coalesce(v_last, 0);
     kind := 'reset';
-    created_at := clock_timestamp();
+    created_at := now();
     payload := jsonb_build_object('seq', seq, 'kind', 'reset', 'ids', '[]'::jsonb, 'more', true,
       'reason', CASE WHEN p_seq < coalesce(v_pruned, 0)
                      THEN format('events up to seq %s were pruned', v_pruned)
@@ -236,7 +236,7 @@ COMMENT ON FUNCTION reelscore.events_since(bigint, integer) IS
 -- is commit order, so the retained events stay contiguous), and remember the horizon.
 CREATE OR REPLACE FUNCTION reelscore.prune_outbox(p_keep interval DEFAULT interval '7 days')
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER
 AS $$
 DECLARE
   v_cut     bigint;
@@ -262,7 +262,7 @@ COMMENT ON FUNCTION reelscore.prune_outbox(interval) IS
 
 CREATE OR REPLACE FUNCTION reelscore.outbox_status()
 RETURNS TABLE (last_seq bigint, pruned_through bigint, retained bigint, oldest timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE SECURITY INVOKER
 AS $$
   SELECT greatest(max(o.seq), s.pruned_through), s.pruned_through, count(o.seq), min(o.created_at)
   FROM reelscore.event_outbox_state s LEFT JOIN reelscore.event_outbox o ON true
@@ -275,7 +275,7 @@ COMMENT ON FUNCTION reelscore.outbox_status() IS
 -- while they are being written: each is wired when it exists (this file runs again on
 -- every upgrade to head, so it is wired as soon as it does).
 CREATE OR REPLACE FUNCTION reelscore.realtime_install_triggers() RETURNS text[]
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
