@@ -1,0 +1,404 @@
+-- 600-timeseries: rollups of metric_timeseries (hourly and daily partial state, weekly view),
+-- their windowed refresh, retention of raw points, trend detection (Theil-Sen slope with a
+-- Mann-Kendall test), spike flags (z-score against the movie's own history), and seasonal
+-- patterns by genre.
+--
+-- Buckets are TimescaleDB's time_bucket where the extension is installed, date_bin with the
+-- same origin (Monday 2000-01-03, UTC) otherwise: the two give the same buckets.
+
+DO $do$
+DECLARE
+  v_schema text := (SELECT e.extnamespace::regnamespace::text FROM pg_extension e WHERE e.extname = 'timescaledb');
+BEGIN
+  IF v_schema IS NOT NULL THEN
+    EXECUTE format($f$
+      CREATE OR REPLACE FUNCTION reelscore.ts_bucket(p_width interval, p_ts timestamptz) RETURNS timestamptz
+      LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+      AS $b$ SELECT %I.time_bucket(p_width, p_ts) $b$ $f$, v_schema);
+  ELSE
+    CREATE OR REPLACE FUNCTION reelscore.ts_bucket(p_width interval, p_ts timestamptz) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    AS $b$ SELECT date_bin(p_width, p_ts, timestamptz '2000-01-03 00:00:00+00') $b$;
+  END IF;
+END
+$do$;
+COMMENT ON FUNCTION reelscore.ts_bucket(interval, timestamptz) IS
+  'The bucket a time falls in: time_bucket with TimescaleDB, date_bin with the same origin without it.';
+
+-- Two-sided p-value of a standard normal z: erfc(|z| / sqrt 2), Abramowitz-Stegun 7.1.26
+-- (absolute error under 1.5e-7; PostgreSQL 15 has no erf).
+CREATE OR REPLACE FUNCTION reelscore.normal_two_sided_p(p_z double precision) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT least(1.0::float8, t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
+              + t * 1.061405429)))) * exp(-(p_z * p_z) / 2.0))
+  FROM (SELECT 1.0 / (1.0 + 0.3275911 * abs(p_z) / sqrt(2.0::float8)) AS t) x
+$$;
+COMMENT ON FUNCTION reelscore.normal_two_sided_p(float8) IS
+  'Two-sided p-value of a standard normal statistic z (erfc(|z|/sqrt 2), error < 1.5e-7).';
+
+-- ---------------------------------------------------------------------------------------
+-- Readable rollups: averages and standard deviations from the partial state.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW reelscore.metric_rollup_hourly AS
+SELECT r.metric_id, r.bucket, r.movie_id, r.n, r.sum_value / r.n AS avg_value, r.min_value, r.max_value,
+       r.last_value, r.last_time,
+       CASE WHEN r.n > 1 THEN sqrt(greatest(0, (r.sumsq_value - r.sum_value ^ 2 / r.n) / (r.n - 1))) END AS stddev_value,
+       r.sum_value, r.sumsq_value
+FROM reelscore.ts_rollup_hourly r;
+COMMENT ON VIEW reelscore.metric_rollup_hourly IS
+  'Hourly rollup per movie and metric: count, average, min, max, last, sample standard deviation, and the partial sums.';
+
+CREATE OR REPLACE VIEW reelscore.metric_rollup_daily AS
+SELECT r.metric_id, r.bucket, r.movie_id, r.n, r.sum_value / r.n AS avg_value, r.min_value, r.max_value,
+       r.last_value, r.last_time,
+       CASE WHEN r.n > 1 THEN sqrt(greatest(0, (r.sumsq_value - r.sum_value ^ 2 / r.n) / (r.n - 1))) END AS stddev_value,
+       r.sum_value, r.sumsq_value
+FROM reelscore.ts_rollup_daily r;
+COMMENT ON VIEW reelscore.metric_rollup_daily IS
+  'Daily rollup per movie and metric (rolled up from the hourly partial state).';
+
+-- Weekly rolls up from the daily partial state (weeks start on Monday, UTC).
+CREATE OR REPLACE VIEW reelscore.metric_rollup_weekly AS
+SELECT r.metric_id, reelscore.ts_bucket('7 days', r.bucket) AS bucket, r.movie_id, sum(r.n)::bigint AS n,
+       sum(r.sum_value) / sum(r.n) AS avg_value, min(r.min_value) AS min_value, max(r.max_value) AS max_value,
+       (array_agg(r.last_value ORDER BY r.last_time DESC))[1] AS last_value, max(r.last_time) AS last_time,
+       CASE WHEN sum(r.n) > 1
+            THEN sqrt(greatest(0, (sum(r.sumsq_value) - sum(r.sum_value) ^ 2 / sum(r.n)) / (sum(r.n) - 1))) END
+         AS stddev_value,
+       sum(r.sum_value) AS sum_value, sum(r.sumsq_value) AS sumsq_value
+FROM reelscore.ts_rollup_daily r
+GROUP BY r.metric_id, reelscore.ts_bucket('7 days', r.bucket), r.movie_id;
+COMMENT ON VIEW reelscore.metric_rollup_weekly IS
+  'Weekly rollup per movie and metric, combined from the daily partial state.';
+
+-- ---------------------------------------------------------------------------------------
+-- Refresh: recompute the buckets of a window (default: the configured refresh_window back
+-- from now, from the start of that day) by delete + insert. Readers keep seeing the old
+-- rows until commit (MVCC); writers of metric_timeseries are never blocked.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.refresh_rollups(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (hourly_rows bigint, daily_rows bigint, window_from timestamptz, window_to timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
+AS $$
+DECLARE
+  v_s reelscore.ts_settings%ROWTYPE;
+  v_t0 timestamptz := clock_timestamp();
+  v_from timestamptz;
+  v_to timestamptz;
+  v_h bigint;
+  v_d bigint;
+  v_tsdb boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb');
+  v_last_raw text;
+  v_last_hour text;
+  v_ids smallint[];
+BEGIN
+  IF p_from IS NOT NULL AND p_to IS NOT NULL AND p_from >= p_to THEN
+    RAISE EXCEPTION 'refresh window is empty: from % is not before to %', p_from, p_to
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('reelscore.refresh_rollups')) THEN
+    RAISE NOTICE 'refresh_rollups: another refresh is running; skipped';
+    RETURN;
+  END IF;
+  SELECT * INTO v_s FROM reelscore.ts_settings;
+
+  -- Whole days, so that every daily bucket is rebuilt from complete hours.
+  v_from := reelscore.ts_bucket('1 day', coalesce(p_from, now() - v_s.refresh_window));
+  IF v_s.raw_retained_from IS NOT NULL AND v_from < v_s.raw_retained_from THEN
+    v_from := v_s.raw_retained_from;   -- older raw points are gone: keep their rollups
+  END IF;
+  v_to := CASE WHEN p_to IS NULL THEN 'infinity'::timestamptz
+               WHEN reelscore.ts_bucket('1 day', p_to) = p_to THEN p_to
+               ELSE reelscore.ts_bucket('1 day', p_to) + interval '1 day' END;
+
+  v_last_raw := CASE WHEN v_tsdb THEN 'last(t.value, t.time)'
+                     ELSE '(array_agg(t.value ORDER BY t.time DESC))[1]' END;
+  v_last_hour := CASE WHEN v_tsdb THEN 'last(h.last_value, h.last_time)'
+                      ELSE '(array_agg(h.last_value ORDER BY h.last_time DESC))[1]' END;
+
+  -- metric_id = ANY: lets the primary key (metric_id, bucket, movie_id) find the window.
+  v_ids := ARRAY(SELECT d.id FROM reelscore.metric_definitions d ORDER BY d.id);
+  DELETE FROM reelscore.ts_rollup_hourly r
+  WHERE r.metric_id = ANY (v_ids) AND r.bucket >= v_from AND r.bucket < v_to;
+  EXECUTE format($q$
+    INSERT INTO reelscore.ts_rollup_hourly
+      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
+    SELECT t.metric_id, reelscore.ts_bucket('1 hour', t.time), t.movie_id, count(*), sum(t.value),
+           sum(t.value * t.value), min(t.value), max(t.value), %s, max(t.time)
+    FROM reelscore.metric_timeseries t
+    WHERE t.time >= $1 AND t.time < $2
+    GROUP BY 1, 2, 3
+  $q$, v_last_raw) USING v_from, v_to;
+  GET DIAGNOSTICS v_h = ROW_COUNT;
+
+  DELETE FROM reelscore.ts_rollup_daily r
+  WHERE r.metric_id = ANY (v_ids) AND r.bucket >= v_from AND r.bucket < v_to;
+  EXECUTE format($q$
+    INSERT INTO reelscore.ts_rollup_daily
+      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
+    SELECT h.metric_id, reelscore.ts_bucket('1 day', h.bucket), h.movie_id, sum(h.n), sum(h.sum_value),
+           sum(h.sumsq_value), min(h.min_value), max(h.max_value), %s, max(h.last_time)
+    FROM reelscore.ts_rollup_hourly h
+    WHERE h.metric_id = ANY ($3) AND h.bucket >= $1 AND h.bucket < $2
+    GROUP BY 1, 2, 3
+  $q$, v_last_hour) USING v_from, v_to, v_ids;
+  GET DIAGNOSTICS v_d = ROW_COUNT;
+
+  UPDATE reelscore.ts_settings s
+  SET refreshed_from = v_from,
+      refreshed_through = CASE WHEN p_to IS NULL THEN v_t0 ELSE s.refreshed_through END,
+      last_refresh_at = v_t0,
+      last_refresh_ms = extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+
+  hourly_rows := v_h; daily_rows := v_d; window_from := v_from;
+  window_to := CASE WHEN isfinite(v_to) THEN v_to END;   -- NULL: open-ended (up to now and beyond)
+  RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION reelscore.refresh_rollups(timestamptz, timestamptz) IS
+  'Recompute the hourly and daily rollups for a window of whole days: by default from the start of the day refresh_window (ts_settings) ago to now; pass p_from / p_to to backfill a range. Never touches days whose raw points retention dropped. Returns the rows written and the window.';
+
+-- ---------------------------------------------------------------------------------------
+-- Retention: drop raw points older than an age once they are rolled up; rollups stay.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.apply_retention(p_older_than interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_s reelscore.ts_settings%ROWTYPE;
+  v_age interval;
+  v_cutoff timestamptz;
+  v_n bigint := 0;
+  v_hyper boolean := false;
+  v_schema text := (SELECT e.extnamespace::regnamespace::text FROM pg_extension e WHERE e.extname = 'timescaledb');
+BEGIN
+  SELECT * INTO v_s FROM reelscore.ts_settings;
+  v_age := coalesce(p_older_than, v_s.raw_retention);
+  IF v_age IS NULL OR v_age <= interval '1 hour' THEN
+    RAISE EXCEPTION 'retention age must be more than an hour, got %', coalesce(v_age::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass p_older_than, or set reelscore.ts_settings.raw_retention.';
+  END IF;
+  -- Only what the rollups hold: never past the last full refresh, on a day boundary.
+  v_cutoff := reelscore.ts_bucket('1 day', least(now() - v_age, coalesce(v_s.refreshed_through, '-infinity')));
+  IF v_cutoff IS NULL OR v_cutoff = '-infinity' THEN
+    RETURN 0;
+  END IF;
+  IF v_schema IS NOT NULL THEN
+    -- Whole chunks older than the cutoff go at once (drop_chunks is in the Apache build).
+    EXECUTE $q$SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
+                              WHERE h.hypertable_schema = 'reelscore'
+                                AND h.hypertable_name = 'metric_timeseries')$q$ INTO v_hyper;
+    IF v_hyper THEN
+      EXECUTE format('SELECT count(*) FROM %I.drop_chunks(%L::regclass, older_than => $1)', v_schema,
+                     'reelscore.metric_timeseries') USING v_cutoff;
+    END IF;
+  END IF;
+  DELETE FROM reelscore.metric_timeseries t WHERE t.time < v_cutoff;   -- the rest of a partial chunk
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  UPDATE reelscore.ts_settings s SET raw_retained_from = greatest(s.raw_retained_from, v_cutoff);
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.apply_retention(interval) IS
+  'Drop raw metric_timeseries points older than p_older_than (default ts_settings.raw_retention), never past the last rollup refresh; whole chunks go with drop_chunks on TimescaleDB. Rollups are kept. Returns the rows deleted row by row (chunks dropped whole are not counted).';
+
+-- ---------------------------------------------------------------------------------------
+-- Daily series for analysis: from the daily rollup, or (for comparison) from raw points.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.daily_series(p_metric_id smallint, p_from timestamptz,
+                                                  p_from_raw boolean DEFAULT false)
+RETURNS TABLE (movie_id bigint, day timestamptz, value double precision)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT r.movie_id, r.bucket, r.sum_value / r.n
+  FROM reelscore.ts_rollup_daily r
+  WHERE NOT p_from_raw AND r.metric_id = p_metric_id AND r.bucket >= p_from
+  UNION ALL
+  SELECT t.movie_id, reelscore.ts_bucket('1 day', t.time), avg(t.value)
+  FROM reelscore.metric_timeseries t
+  WHERE p_from_raw AND t.metric_id = p_metric_id AND t.time >= p_from
+  GROUP BY 1, 2
+$$;
+COMMENT ON FUNCTION reelscore.daily_series(smallint, timestamptz, boolean) IS
+  'Daily mean of one metric per movie since p_from: from the daily rollup, or recomputed from raw points.';
+
+-- ---------------------------------------------------------------------------------------
+-- Trend detection.
+-- ---------------------------------------------------------------------------------------
+-- Which movies' metric rises fastest over the window. The series is each movie's daily
+-- mean, normalized with the metric's normalization (so slopes compare across movies: for
+-- logarithmic metrics it is relative growth). Stage 1 ranks every movie by least-squares
+-- slope (one aggregate pass) and keeps p_candidates; stage 2 computes on those the robust
+-- Theil-Sen slope (median of pairwise slopes) and the Mann-Kendall test (S, Kendall's tau,
+-- z with the no-ties variance n(n-1)(2n+5)/18 and continuity correction, two-sided p), and
+-- returns the k steepest rising movies by Theil-Sen slope.
+CREATE OR REPLACE FUNCTION reelscore.trending(metric_code text, since interval, k integer,
+                                              p_from_raw boolean DEFAULT false,
+                                              p_candidates integer DEFAULT NULL,
+                                              p_min_days integer DEFAULT 5)
+RETURNS TABLE (movie_id bigint, title text, slope_per_day double precision,
+               raw_slope_per_day double precision, kendall_tau double precision, z double precision,
+               p_value double precision, days integer, first_value double precision,
+               last_value double precision)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET jit = off
+AS $$
+DECLARE
+  v_m reelscore.metric_norm_params%ROWTYPE;
+  v_from timestamptz;
+  v_cand integer;
+BEGIN
+  SELECT * INTO v_m FROM reelscore.metric_norm_params p WHERE p.metric_code = trending.metric_code;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown metric %', coalesce(quote_literal(trending.metric_code), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'See reelscore.metric_definitions for codes.';
+  END IF;
+  IF since IS NULL OR since < interval '2 days' OR since > interval '3660 days' THEN
+    RAISE EXCEPTION 'since must be between 2 days and 10 years, got %', coalesce(since::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF k IS NULL OR k < 1 OR k > 10000 THEN
+    RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  v_from := reelscore.ts_bucket('1 day', now() - since);
+  v_cand := coalesce(p_candidates, greatest(20 * k, 200));
+
+  RETURN QUERY
+  WITH series AS MATERIALIZED (
+    SELECT s.movie_id, extract(epoch FROM s.day - v_from) / 86400.0 AS x, s.value AS raw,
+           reelscore.normalize_with(v_m.normalization_type, v_m.args, s.value) AS y
+    FROM reelscore.daily_series(v_m.metric_id, v_from, p_from_raw) s
+  ), candidates AS (
+    SELECT s.movie_id
+    FROM series s
+    GROUP BY s.movie_id
+    HAVING count(*) >= greatest(p_min_days, 3) AND regr_slope(s.y, s.x) > 0
+    ORDER BY regr_slope(s.y, s.x) DESC
+    LIMIT v_cand
+  ), pts AS (
+    SELECT s.* FROM series s JOIN candidates c ON c.movie_id = s.movie_id
+  ), pairs AS (
+    SELECT a.movie_id, (b.y - a.y) / (b.x - a.x) AS slope, (b.raw - a.raw) / (b.x - a.x) AS raw_slope,
+           sign(b.y - a.y) AS sgn
+    FROM pts a JOIN pts b ON b.movie_id = a.movie_id AND b.x > a.x
+  ), per_movie AS (
+    SELECT p.movie_id,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY p.slope) AS ts_slope,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY p.raw_slope) AS ts_raw_slope,
+           sum(p.sgn) AS s_stat, count(*) AS n_pairs
+    FROM pairs p GROUP BY p.movie_id
+  ), ends AS (
+    SELECT p.movie_id, count(*)::integer AS n,
+           (array_agg(p.raw ORDER BY p.x))[1] AS first_raw,
+           (array_agg(p.raw ORDER BY p.x DESC))[1] AS last_raw
+    FROM pts p GROUP BY p.movie_id
+  )
+  SELECT pm.movie_id, mv.title, pm.ts_slope, pm.ts_raw_slope,
+         pm.s_stat / pm.n_pairs,
+         x.z, reelscore.normal_two_sided_p(x.z),
+         e.n, e.first_raw, e.last_raw
+  FROM per_movie pm
+  JOIN ends e ON e.movie_id = pm.movie_id
+  JOIN reelscore.movies mv ON mv.id = pm.movie_id
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN pm.s_stat = 0 THEN 0.0::float8
+                ELSE (pm.s_stat - sign(pm.s_stat)) / sqrt(e.n * (e.n - 1) * (2 * e.n + 5) / 18.0) END AS z
+  ) x
+  WHERE pm.ts_slope > 0
+  ORDER BY pm.ts_slope DESC, pm.movie_id
+  LIMIT k;
+END
+$$;
+COMMENT ON FUNCTION reelscore.trending(text, interval, integer, boolean, integer, integer) IS
+  'The k movies whose metric rises fastest over the last `since`: Theil-Sen slope per day of the normalized daily mean (and of the raw value), Kendall''s tau, the Mann-Kendall z and its two-sided p-value. Reads the daily rollup (p_from_raw: the raw points, for comparison). Candidates come from a least-squares pre-ranking (p_candidates, default max(20k, 200)).';
+
+-- Sudden spikes: days in the recent window whose daily mean stands p_z standard deviations
+-- above the movie's own daily means over the p_history before the window.
+CREATE OR REPLACE FUNCTION reelscore.spikes(metric_code text, since interval DEFAULT '1 day',
+                                            p_z double precision DEFAULT 4,
+                                            p_history interval DEFAULT '30 days',
+                                            p_limit integer DEFAULT 100)
+RETURNS TABLE (movie_id bigint, title text, day timestamptz, value double precision,
+               baseline_mean double precision, baseline_sd double precision, z double precision)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET jit = off
+AS $$
+DECLARE
+  v_id smallint;
+  v_from timestamptz;
+BEGIN
+  SELECT d.id INTO v_id FROM reelscore.metric_definitions d WHERE d.code = spikes.metric_code;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown metric %', coalesce(quote_literal(spikes.metric_code), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF since IS NULL OR since < interval '1 day' OR p_history IS NULL OR p_history < interval '3 days'
+     OR p_z IS NULL OR p_z <= 0 OR p_limit IS NULL OR p_limit < 1 THEN
+    RAISE EXCEPTION 'bad spike parameters: since %, history %, z %, limit %', since, p_history, p_z, p_limit
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'since >= 1 day, p_history >= 3 days, p_z > 0, p_limit >= 1.';
+  END IF;
+  v_from := reelscore.ts_bucket('1 day', now() - since);
+  RETURN QUERY
+  WITH base AS (
+    SELECT r.movie_id, avg(r.sum_value / r.n) AS mu, stddev_samp(r.sum_value / r.n) AS sd
+    FROM reelscore.ts_rollup_daily r
+    WHERE r.metric_id = v_id AND r.bucket >= v_from - p_history AND r.bucket < v_from
+    GROUP BY r.movie_id
+    HAVING count(*) >= 3
+  )
+  SELECT r.movie_id, mv.title, r.bucket, r.sum_value / r.n, b.mu, b.sd, (r.sum_value / r.n - b.mu) / b.sd
+  FROM reelscore.ts_rollup_daily r
+  JOIN base b ON b.movie_id = r.movie_id
+  JOIN reelscore.movies mv ON mv.id = r.movie_id
+  WHERE r.metric_id = v_id AND r.bucket >= v_from AND b.sd > 0
+    AND (r.sum_value / r.n - b.mu) / b.sd >= p_z
+  ORDER BY 7 DESC, 1, 3
+  LIMIT p_limit;
+END
+$$;
+COMMENT ON FUNCTION reelscore.spikes(text, interval, float8, interval, integer) IS
+  'Days in the last `since` whose daily mean is at least p_z standard deviations above the movie''s own daily means over the p_history before (z-score against its own history), highest first.';
+
+-- Seasonal pattern by genre: for each genre and calendar month, the mean of each movie's
+-- daily value divided by that movie's mean over the period (1 = no seasonal effect).
+CREATE OR REPLACE FUNCTION reelscore.seasonal_by_genre(metric_code text, since interval DEFAULT '1 year')
+RETURNS TABLE (genre text, month integer, movies bigint, seasonal_index double precision)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET jit = off
+AS $$
+DECLARE
+  v_id smallint;
+BEGIN
+  SELECT d.id INTO v_id FROM reelscore.metric_definitions d WHERE d.code = seasonal_by_genre.metric_code;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown metric %', coalesce(quote_literal(seasonal_by_genre.metric_code), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN QUERY
+  WITH d AS (
+    SELECT r.movie_id, r.bucket, r.sum_value / r.n AS y
+    FROM reelscore.ts_rollup_daily r
+    WHERE r.metric_id = v_id AND r.bucket >= now() - since
+  ), mm AS (
+    SELECT d.movie_id, avg(d.y) AS mu FROM d GROUP BY d.movie_id HAVING avg(d.y) > 0
+  ), per_movie_month AS (
+    SELECT d.movie_id, extract(month FROM d.bucket AT TIME ZONE 'UTC')::integer AS month, avg(d.y / mm.mu) AS idx
+    FROM d JOIN mm ON mm.movie_id = d.movie_id
+    GROUP BY 1, 2
+  )
+  SELECT g.genre, p.month, count(*), avg(p.idx)
+  FROM per_movie_month p
+  JOIN reelscore.movies mv ON mv.id = p.movie_id
+  CROSS JOIN LATERAL unnest(mv.genres) AS g(genre)
+  GROUP BY g.genre, p.month
+  ORDER BY g.genre, p.month;
+END
+$$;
+COMMENT ON FUNCTION reelscore.seasonal_by_genre(text, interval) IS
+  'Seasonal index per genre and calendar month over the daily rollup: mean of movie-month means of value / the movie''s mean (1 = no seasonality; e.g. horror above 1 in October).';

@@ -1,0 +1,227 @@
+"""Time series (sql/600-timeseries.sql): rollups equal aggregates computed here from the raw
+points; windowed refresh; retention keeps rollups; trending finds the planted risers with
+the Theil-Sen slope and Mann-Kendall test computed independently (scipy); spikes flagged;
+seasonality by genre visible."""
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import psycopg
+import pytest
+from scipy import stats
+
+from reelscore.synth_timeseries import generate
+
+UTC = timezone.utc
+
+
+def _hour(t):
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _day(t):
+    return t.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _week(t):
+    d = _day(t)
+    return d - timedelta(days=d.weekday())  # weeks start on Monday (time_bucket's origin)
+
+
+def _agg(points, key):
+    out = defaultdict(list)
+    for mid, movie, t, v in points:
+        out[(mid, key(t), movie)].append((t, v))
+    res = {}
+    for k, tv in out.items():
+        vals = [v for _, v in tv]
+        res[k] = (len(vals), sum(vals), sum(v * v for v in vals), min(vals), max(vals), max(tv)[1])
+    return res
+
+
+def _clear(conn):
+    conn.execute("truncate reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily")
+    conn.execute("delete from reelscore.metric_timeseries")
+    conn.execute("update reelscore.ts_settings set refreshed_from = null, refreshed_through = null, "
+                 "raw_retained_from = null")
+
+
+def _insert(conn, points):
+    with conn.cursor() as cur:
+        with cur.copy("copy reelscore.metric_timeseries (metric_id, movie_id, time, value) from stdin") as cp:
+            for p in points:
+                cp.write_row(p)
+
+
+def _check(conn, table, expected):
+    got = {(r[0], r[1], r[2]): tuple(r[3:]) for r in conn.execute(
+        f"select metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value "
+        f"from {table}").fetchall()}
+    assert set(got) == set(expected)
+    for k, e in expected.items():
+        g = got[k]
+        assert g[0] == e[0] and g[3:] == e[3:], k
+        assert g[1] == pytest.approx(e[1]) and g[2] == pytest.approx(e[2]), k
+
+
+def test_rollups_equal_aggregates_of_raw_points(conn):
+    _clear(conn)
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    start = _day(now) - timedelta(days=9)
+    points = []
+    for mid in (27, 2):
+        for movie in range(1, 6):
+            secs = rng.sample(range(0, 10 * 86400 - 1), 60)
+            for s in secs:
+                t = start + timedelta(seconds=s)
+                if t < now:
+                    points.append((mid, movie, t, round(rng.uniform(0, 500), 3)))
+    _insert(conn, points)
+    conn.execute("select * from reelscore.refresh_rollups(%s)", (start,))
+    _check(conn, "reelscore.ts_rollup_hourly", _agg(points, _hour))
+    _check(conn, "reelscore.ts_rollup_daily", _agg(points, _day))
+    _check(conn, "reelscore.metric_rollup_weekly", _agg(points, _week))
+    avg = conn.execute("select avg_value, stddev_value, n from reelscore.metric_rollup_daily "
+                       "where metric_id = 27 and movie_id = 1 order by bucket limit 1").fetchone()
+    first_day = min(_day(t) for m, mv, t, _ in points if m == 27 and mv == 1)
+    vals = [v for m, mv, t, v in points if m == 27 and mv == 1 and _day(t) == first_day]
+    assert avg[0] == pytest.approx(np.mean(vals))
+    if len(vals) > 1:
+        assert avg[1] == pytest.approx(np.std(vals, ddof=1))
+
+    # Incremental: the default window (2 days) picks up a new point, not one from a week ago.
+    new = [(27, 1, now - timedelta(minutes=5), 9999.0), (27, 1, now - timedelta(days=7, hours=1), 8888.0)]
+    _insert(conn, new)
+    conn.execute("select * from reelscore.refresh_rollups()")
+    daily = _agg(points + new[:1], _day)
+    got_old = conn.execute("select max_value from reelscore.ts_rollup_daily where metric_id = 27 and movie_id = 1 "
+                           "and bucket = %s", (_day(new[1][2]),)).fetchone()
+    assert got_old is None or got_old[0] != 8888.0
+    assert conn.execute("select max_value from reelscore.ts_rollup_daily where metric_id = 27 and movie_id = 1 "
+                        "and bucket = %s", (_day(now - timedelta(minutes=5)),)).fetchone()[0] == \
+        daily[(27, _day(now - timedelta(minutes=5)), 1)][4]
+    # A backfill range picks the old one up.
+    conn.execute("select * from reelscore.refresh_rollups(%s)", (start,))
+    _check(conn, "reelscore.ts_rollup_daily", _agg(points + new, _day))
+
+
+def test_retention_drops_only_rolled_up_raw_points_and_keeps_rollups(conn):
+    _clear(conn)
+    now = datetime.now(UTC)
+    points = [(27, m, _day(now) - timedelta(days=d) + timedelta(hours=13), float(10 * m + d))
+              for m in (1, 2) for d in range(0, 20)]
+    points = [p for p in points if p[2] < now]
+    _insert(conn, points)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="retention age"):
+        conn.execute("select reelscore.apply_retention()")
+    # Nothing rolled up yet: nothing may be dropped.
+    assert conn.execute("select reelscore.apply_retention('10 days')").fetchone()[0] == 0
+    assert conn.execute("select count(*) from reelscore.metric_timeseries").fetchone()[0] == len(points)
+    conn.execute("select * from reelscore.refresh_rollups(%s)", (_day(now) - timedelta(days=30),))
+    before = conn.execute("select * from reelscore.ts_rollup_daily order by 1, 2, 3").fetchall()
+    conn.execute("select reelscore.apply_retention('10 days')")
+    cutoff = _day(now - timedelta(days=10))
+    left = conn.execute("select min(time), count(*) from reelscore.metric_timeseries").fetchone()
+    assert left[0] >= cutoff
+    assert left[1] == sum(1 for p in points if p[2] >= cutoff)
+    # A refresh over the whole range afterwards leaves the old days' rollups alone.
+    conn.execute("select * from reelscore.refresh_rollups(%s)", (_day(now) - timedelta(days=30),))
+    after = conn.execute("select * from reelscore.ts_rollup_daily order by 1, 2, 3").fetchall()
+    assert after == before
+    assert len(after) == len({(p[0], _day(p[2]), p[1]) for p in points})
+
+
+# ---------------------------------------------------------------------------------------
+# Trends, spikes and seasonality on the synthetic series.
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def synth(db_url):
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute("truncate reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily")
+        c.execute("delete from reelscore.metric_timeseries")
+        c.execute("update reelscore.ts_settings set refreshed_from = null, refreshed_through = null, "
+                  "raw_retained_from = null")
+        truth = generate(c, movies=300, days=100, seed=11, riser_share=0.03, spike_share=0.03)
+        c.execute("select * from reelscore.refresh_rollups(now() - interval '120 days')")
+    return truth
+
+
+def _series(conn, movie, days):
+    rows = conn.execute("""select time, value from reelscore.metric_timeseries t
+                           join reelscore.metric_definitions d on d.id = t.metric_id
+                           where d.code = 'tmdb_popularity' and t.movie_id = %s order by time""", (movie,)).fetchall()
+    start = _day(datetime.now(UTC) - timedelta(days=days))
+    xs = [(_day(t) - start).days for t, _ in rows if _day(t) >= start]
+    raw = [v for t, v in rows if _day(t) >= start]
+    y = [min(1.0, max(0.0, math.log(v + 1) / math.log(1001))) for v in raw]
+    return np.array(xs, float), np.array(y), np.array(raw)
+
+
+def test_trending_finds_the_planted_risers(conn, synth):
+    k = len(synth.risers)
+    assert k == 9
+    rows = conn.execute("""select movie_id, slope_per_day, raw_slope_per_day, kendall_tau, z, p_value, days
+                           from reelscore.trending('tmdb_popularity', '30 days', %s)""", (k,)).fetchall()
+    assert {r[0] for r in rows} == set(synth.risers)
+    slopes = [r[1] for r in rows]
+    assert slopes == sorted(slopes, reverse=True)
+    for movie, slope, raw_slope, tau, z, p, n in rows:
+        x, y, raw = _series(conn, movie, 30)
+        assert n == len(x)
+        assert slope == pytest.approx(stats.theilslopes(y, x)[0], rel=1e-9)
+        assert raw_slope == pytest.approx(stats.theilslopes(raw, x)[0], rel=1e-9)
+        s = sum(np.sign(y[j] - y[i]) for i in range(n) for j in range(i + 1, n))
+        var = n * (n - 1) * (2 * n + 5) / 18
+        z_exp = (s - np.sign(s)) / math.sqrt(var)
+        assert tau == pytest.approx(s / (n * (n - 1) / 2))
+        assert z == pytest.approx(z_exp)
+        assert p == pytest.approx(2 * stats.norm.sf(abs(z_exp)), abs=1e-6)
+        assert p < 1e-4
+        # The planted growth rate, seen through the log normalization.
+        assert slope == pytest.approx(synth.risers[movie] / math.log(1001), rel=0.35)
+    # The same query over the raw points gives the same answer.
+    raw_rows = conn.execute("""select movie_id, slope_per_day from reelscore.trending('tmdb_popularity', '30 days',
+                               %s, true)""", (k,)).fetchall()
+    assert [(r[0], pytest.approx(r[1])) for r in rows] == raw_rows
+
+
+def test_trending_errors(conn, synth):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown metric 'nope'"):
+        conn.execute("select * from reelscore.trending('nope', '30 days', 5)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be"):
+        conn.execute("select * from reelscore.trending('tmdb_popularity', '30 days', 0)")
+
+
+def test_spikes_are_flagged(conn, synth):
+    rows = conn.execute("""select movie_id, day, value, baseline_mean, baseline_sd, z
+                           from reelscore.spikes('tmdb_popularity', '14 days', 4, '60 days', 1000)""").fetchall()
+    flagged = defaultdict(set)
+    for r in rows:
+        flagged[r[0]].add(r[1].astimezone(UTC).date())
+    for movie, day in synth.spikes.items():
+        assert day in flagged[movie], movie
+    # Anything else flagged is a riser (its recent days are far above its own past).
+    assert set(flagged) <= set(synth.spikes) | set(synth.risers)
+    # z recomputed here for one planted spike.
+    movie, day = next(iter(synth.spikes.items()))
+    r = next(r for r in rows if r[0] == movie and r[1].astimezone(UTC).date() == day)
+    pts = conn.execute("""select time, value from reelscore.metric_timeseries
+                          where metric_id = 27 and movie_id = %s""", (movie,)).fetchall()
+    win = _day(datetime.now(UTC) - timedelta(days=14))
+    hist = [v for t, v in pts if win - timedelta(days=60) <= _day(t) < win]
+    assert r[5] == pytest.approx((r[2] - np.mean(hist)) / np.std(hist, ddof=1))
+
+
+def test_seasonality_by_genre(conn, synth):
+    rows = conn.execute("select genre, month, movies, seasonal_index from "
+                        "reelscore.seasonal_by_genre('tmdb_popularity', '100 days')").fetchall()
+    horror = {m: idx for g, m, _, idx in rows if g == "Horror"}
+    assert horror[10] == max(horror.values())
+    assert horror[10] > 1.15
+    doc = {m: idx for g, m, _, idx in rows if g == "Documentary"}
+    assert abs(doc[10] - 1.0) < 0.1
