@@ -143,6 +143,20 @@ def file_rows(stream, fmt: str, *, layout: str = "auto", known_codes: Iterable[s
         parser = JsonRows(lay, default_observed_at)
         pending.append(first)
 
+    if (fmt == "csv" and lay.kind == "long" and lay.movie_key == "id" and default_observed_at is None
+            and (lay.header is None or lay.header[:3] == ["movie_id", "metric_code", "raw_value"])
+            and (lay.header is None or len(lay.header) == 3)):
+        # the plain long layout: the fast path (general parser for any line it does not take)
+        from reelscore.ingest.parsing import fast_long_csv
+        fast = fast_long_csv(stream, lay, parser, first_line_no=line_no)
+
+        def gen_fast() -> Iterator[str]:
+            for n, t, r in pending:
+                if t.strip():
+                    yield from parser.rows(n, t)
+            yield from fast
+        return lay, gen_fast()
+
     def gen() -> Iterator[str]:
         for src in (pending, lines):
             for n, t, r in src:

@@ -203,3 +203,25 @@ def test_memory_stays_flat_as_the_file_grows(tmp_path):
     # 30x the lines; a reader that kept lines would grow about 30x. Allow noise, not growth.
     assert peak_big < 2 * peak_small + 64 * 1024, (peak_small, peak_big)
     assert math.isfinite(peak_big)
+
+
+def test_fast_path_gives_the_same_rows_as_the_general_parser():
+    from reelscore.ingest.parsing import CsvRows, Layout
+    lines = ["1,imdb_rating,7.5", "2, imdb_rating ,8", "007,tmdb_budget,1e6", "3,imdb_rating,nan",
+             "4,imdb_rating,1e400", "5,imdb_rating,abc", "6,imdb_rating,1_0", "x,imdb_rating,1",
+             '7,"imdb_rating",2', "8,imdb_rating", "9,rt_tomatometer,-0.0", "10,a\\b,1", "11,imdb_rating,1e-320",
+             "12,imdb_rating,5,extra", "13,imdb_rating,.5"]
+    data = ("movie_id,metric_code,raw_value\n" + "\n".join(lines) + "\n").encode() + b"14,imdb_rating,\xff\n"
+    fast = rows_of(data)
+    general_parser = CsvRows(Layout("long", "id", "movie_id", header=["movie_id", "metric_code", "raw_value"]))
+    general = []
+    for n, line in enumerate(lines, 2):
+        general += [decode_copy_line(r) for r in general_parser.rows(n, line)]
+    assert len(fast) == len(general) + 1 and "invalid encoding" in fast[-1]["problem"]
+    for a, b in zip(fast, general):
+        assert (a["line_no"], a["metric_code"], a["problem"], a["raw_text"]) == \
+            (b["line_no"], b["metric_code"], b["problem"], b["raw_text"])
+        assert (a["movie_id"] and int(a["movie_id"])) == (b["movie_id"] and int(b["movie_id"]))
+        assert (a["raw_value"] is None) == (b["raw_value"] is None)
+        if a["raw_value"] is not None and a["raw_value"] not in ("NaN", "Infinity", "-Infinity"):
+            assert float(a["raw_value"]) == float(b["raw_value"])
