@@ -326,7 +326,9 @@ DECLARE
   v_conds text[] := '{}';
 BEGIN
   IF p_node ? 'op' THEN
-    FOR v_item IN SELECT jsonb_array_elements(p_node -> 'items') LOOP
+    -- Cheap tests first (columns of the joined rows), metric look-ups last: AND stops early.
+    FOR v_item IN SELECT e FROM jsonb_array_elements(p_node -> 'items') WITH ORDINALITY AS t(e, n)
+                  ORDER BY (e ->> 'kind' = 'metric' OR e ? 'op'), n LOOP
       v_parts := v_parts || reelscore.search_predicate(v_item);
     END LOOP;
     IF cardinality(v_parts) = 0 THEN
@@ -438,10 +440,10 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
 AS $$
 DECLARE
   v_conds jsonb := reelscore.search_conditions(p_tree);
-  v_joins text := CASE WHEN jsonb_path_exists(v_conds, '$[*] ? (@.kind == "category")')
-                       THEN 'JOIN reelscore.movie_features f ON f.movie_id = s.movie_id ' ELSE '' END
-               || CASE WHEN jsonb_path_exists(v_conds, '$[*] ? (@.kind == "genre" || @.kind == "year")')
-                       THEN 'JOIN reelscore.movies m ON m.id = s.movie_id ' ELSE '' END;
+  v_needs_f boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "category")');
+  v_needs_m boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "genre" || @.kind == "year")');
+  v_joins text := CASE WHEN v_needs_f THEN 'JOIN reelscore.movie_features f ON f.movie_id = s.movie_id ' ELSE '' END
+               || CASE WHEN v_needs_m THEN 'JOIN reelscore.movies m ON m.id = s.movie_id ' ELSE '' END;
   v_pred text := reelscore.search_predicate(p_tree);
 BEGIN
   IF p_mode = 'prefix' THEN
@@ -450,8 +452,12 @@ BEGIN
         || 'WHERE s0.profile_id = $1 ORDER BY s0.score DESC NULLS LAST, s0.movie_id LIMIT $5) s '
         -- the test as a scalar subquery: run row by row as the walk goes (never turned into a
         -- hash join that would read every match first), so the walk stops at the page's end
-        || 'WHERE coalesce((SELECT ' || v_pred || ' FROM reelscore.movie_features f '
-        || 'JOIN reelscore.movies m ON m.id = f.movie_id WHERE f.movie_id = s.movie_id), false) '
+        || 'WHERE coalesce((SELECT ' || v_pred
+        || CASE WHEN v_needs_f AND v_needs_m THEN ' FROM reelscore.movie_features f JOIN reelscore.movies m '
+                                                || 'ON m.id = f.movie_id WHERE f.movie_id = s.movie_id'
+                WHEN v_needs_f THEN ' FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id'
+                WHEN v_needs_m THEN ' FROM reelscore.movies m WHERE m.id = s.movie_id'
+                ELSE '' END || '), false) '
         || 'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3 OFFSET $4) q';
   ELSIF p_mode = 'full' THEN
     RETURN 'WITH hits AS MATERIALIZED (SELECT s.movie_id, s.score FROM reelscore.movie_scores s '
