@@ -225,3 +225,22 @@ def test_seasonality_by_genre(conn, synth):
     assert horror[10] > 1.15
     doc = {m: idx for g, m, _, idx in rows if g == "Documentary"}
     assert abs(doc[10] - 1.0) < 0.1
+
+
+def test_schedule_without_pg_cron_names_the_cli_fallback(conn):
+    assert conn.execute("select count(*) from pg_extension where extname = 'pg_cron'").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
+        conn.execute("select * from reelscore.schedule_refreshes()")
+    assert "reelscore refresh --every 60" in err.value.diag.message_hint
+    assert conn.execute("select reelscore.unschedule_refreshes()").fetchone()[0] == 0
+
+
+def test_refresh_cli_runs_the_sql_refreshes(db_url, conn, monkeypatch, capsys):
+    from reelscore.cli import main
+    monkeypatch.setenv("REELSCORE_DATABASE_URL", db_url)
+    before = conn.execute("select count(*) from reelscore.coverage_snapshots").fetchone()[0]
+    assert main(["refresh", "--coverage", "--rollups", "--every", "1", "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("coverage snapshot") == 2 and out.count("rollups:") == 2
+    assert conn.execute("select count(*) from reelscore.coverage_snapshots").fetchone()[0] == before + 2
+    assert main(["refresh", "--every", "0.1"]) == 1
