@@ -189,3 +189,20 @@ GRANT DELETE ON reelscore.user_cluster_assignments, reelscore.user_profile_assig
 GRANT EXECUTE ON FUNCTION
   reelscore.create_experiment(text, text, text, text, text, float8, float8, float8, float8, float8, jsonb, text)
   TO reelscore_admin;
+
+-- == time series ==
+-- Readers see rollups, settings and the analyses; writers refresh the rollups (append and
+-- replace rollup rows); admins apply retention (deletes raw points) and schedule jobs.
+GRANT SELECT ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily, reelscore.ts_settings,
+  reelscore.metric_rollup_hourly, reelscore.metric_rollup_daily, reelscore.metric_rollup_weekly TO reelscore_read;
+GRANT EXECUTE ON FUNCTION reelscore.ts_bucket(interval, timestamptz), reelscore.normal_two_sided_p(float8),
+  reelscore.daily_series(smallint, timestamptz, boolean),
+  reelscore.trending(text, interval, integer, boolean, integer, integer),
+  reelscore.spikes(text, interval, float8, interval, integer), reelscore.seasonal_by_genre(text, interval)
+  TO reelscore_read;
+GRANT INSERT, DELETE ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily TO reelscore_write;
+GRANT UPDATE ON reelscore.ts_settings TO reelscore_write;
+GRANT EXECUTE ON FUNCTION reelscore.refresh_rollups(timestamptz, timestamptz) TO reelscore_write;
+GRANT DELETE ON reelscore.metric_timeseries TO reelscore_admin;
+GRANT EXECUTE ON FUNCTION reelscore.apply_retention(interval), reelscore.schedule_refreshes(text, text, text, text),
+  reelscore.unschedule_refreshes() TO reelscore_admin;
