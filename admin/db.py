@@ -81,18 +81,30 @@ def query_one(sql: str, params: Any = None) -> dict[str, Any] | None:
     return get_db().execute(sql, params).fetchone()
 
 
+def _known(kind: str, name: str, probe: str, param: str) -> bool:
+    """Whether a schema object exists; a positive answer is remembered for the app's life
+    (objects appear with a migration and do not go away under a running panel), a negative
+    one is asked again next time, so a section lights up as soon as its SQL is installed."""
+    seen = current_app.extensions.setdefault("reelscore_known", set())
+    if (kind, name) in seen:
+        return True
+    row = query_one(probe, (param,))
+    if row and row["ok"]:
+        seen.add((kind, name))
+        return True
+    return False
+
+
 def function_exists(name: str) -> bool:
     """Whether a function reelscore.<name> is installed, any signature (sections whose SQL
     is not there yet say so instead of failing)."""
-    row = query_one("""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-                       WHERE p.pronamespace = 'reelscore'::regnamespace AND p.proname = %s) AS ok""",
-                    (name.removeprefix("reelscore."),))
-    return bool(row and row["ok"])
+    short = name.removeprefix("reelscore.")
+    return _known("function", short, """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace = 'reelscore'::regnamespace AND p.proname = %s) AS ok""", short)
 
 
 def relation_exists(name: str) -> bool:
-    row = query_one("SELECT to_regclass(%s) IS NOT NULL AS ok", (name,))
-    return bool(row and row["ok"])
+    return _known("relation", name, "SELECT to_regclass(%s) IS NOT NULL AS ok", name)
 
 
 @contextmanager
