@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Callable
+from collections.abc import Callable
 
 MAX_TEXT_LENGTH = 1000
 
@@ -86,7 +86,8 @@ NUMERIC_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 # Genre words -> the labels stored in movies.genres (vega's Major Genre and Creative Type,
-# MovieLens' genres). A list means "any of these labels".
+# MovieLens' genres, the synthetic generator's TMDb-like genres). A list means "any of these
+# labels".
 GENRES: dict[str, list[str]] = {
     "romantic comedy": ["Romantic Comedy"], "romantic comedies": ["Romantic Comedy"],
     "rom-com": ["Romantic Comedy"], "rom-coms": ["Romantic Comedy"], "romcom": ["Romantic Comedy"],
@@ -96,7 +97,9 @@ GENRES: dict[str, list[str]] = {
     "comedy": ["Comedy"], "comedies": ["Comedy"],
     "action": ["Action"], "adventure": ["Adventure"], "adventures": ["Adventure"],
     "drama": ["Drama"], "dramas": ["Drama"],
-    "horror": ["Horror"], "musical": ["Musical"], "musicals": ["Musical"],
+    "horror": ["Horror"], "musical": ["Musical", "Music"], "musicals": ["Musical", "Music"],
+    "historical": ["History", "Historical Fiction"], "history": ["History", "Historical Fiction"],
+    "period pieces": ["History", "Historical Fiction"],
     "thriller": ["Thriller/Suspense", "Thriller"], "thrillers": ["Thriller/Suspense", "Thriller"],
     "suspense": ["Thriller/Suspense", "Thriller"],
     "western": ["Western"], "westerns": ["Western"],
@@ -108,20 +111,14 @@ GENRES: dict[str, list[str]] = {
     "fantasy": ["Fantasy"], "fantasies": ["Fantasy"],
     "superhero": ["Super Hero"], "superheroes": ["Super Hero"], "super hero": ["Super Hero"],
     "animated": ["Animation"], "animation": ["Animation"], "cartoons": ["Animation"],
-    "kids": ["Kids Fiction", "Children's"], "children's": ["Children's", "Kids Fiction"],
-    "family": ["Kids Fiction", "Children's"],
+    "kids": ["Family", "Kids Fiction", "Children's"], "children's": ["Family", "Children's", "Kids Fiction"],
+    "family": ["Family", "Kids Fiction", "Children's"],
     "crime": ["Crime"], "mystery": ["Mystery"], "mysteries": ["Mystery"],
     "romance": ["Romance"], "romances": ["Romance"], "romantic": ["Romance"],
     "war": ["War"], "film noir": ["Film-Noir"], "film-noir": ["Film-Noir"], "noir": ["Film-Noir"],
 }
 
-STOPWORDS = frozenset("""
-a an the movie movies film films flick flicks picture pictures cinema that which who whose
-were was is are be been being with from of in on at by for to and or but show me find list
-give get i want some any all please made released came out ever kind sort like really very
-also has have had there their them they it its what whats where about ones one those these
-this my our you your we let's lets see watch watching something anything stuff titles title
-""".split())
+STOPWORDS = frozenset(["a", "an", "the", "movie", "movies", "film", "films", "flick", "flicks", "picture", "pictures", "cinema", "that", "which", "who", "whose", "were", "was", "is", "are", "be", "been", "being", "with", "from", "of", "in", "on", "at", "by", "for", "to", "and", "or", "but", "show", "me", "find", "list", "give", "get", "i", "want", "some", "any", "all", "please", "made", "released", "came", "out", "ever", "kind", "sort", "like", "really", "very", "also", "has", "have", "had", "there", "their", "them", "they", "it", "its", "what", "whats", "where", "about", "ones", "one", "those", "these", "this", "my", "our", "you", "your", "we", "let's", "lets", "see", "watch", "watching", "something", "anything", "stuff", "titles", "title"])
 
 Meaning = list[dict]
 

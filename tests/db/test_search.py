@@ -58,7 +58,7 @@ def normalize(defn: dict, x: float) -> float:
         return min(1.0, max(0.0, math.log(max(x, 0) + 1) / math.log(p["threshold"] + 1)))
     if t == "custom":
         steps = p["steps"]
-        return steps[min(int(math.floor(x)), len(steps) - 1)]
+        return steps[min(math.floor(x), len(steps) - 1)]
     if t == "boolean":
         return p["value"] if x != 0 else 0.0
     if t == "sigmoid":
@@ -357,9 +357,9 @@ def test_prefix_walk_and_full_search_agree(conn, data, name):
         args = (pid, Jsonb(conds), lim, off, prefix)
         q_prefix, q_full = (conn.execute("SELECT reelscore.search_query(%s, %s)", (Jsonb(tree), m)).fetchone()[0]
                             for m in ("prefix", "full"))
-        for name in ("walk", "whole"):
-            if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (name,)).fetchone():
-                conn.execute(f"DEALLOCATE {name}")
+        for stmt in ("walk", "whole"):
+            if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (stmt,)).fetchone():
+                conn.execute(f"DEALLOCATE {stmt}")
         conn.execute("PREPARE walk (bigint, jsonb, int, int, int) AS " + q_prefix)
         conn.execute("PREPARE whole (bigint, jsonb, int, int) AS " + q_full)
         lits = [sql.Literal(json.dumps(conds)) if i == 1 else sql.Literal(a) for i, a in enumerate(args)]
