@@ -157,6 +157,10 @@ def ensure_data(conn: psycopg.Connection, n_movies: int, seed: int = SEED, log=p
         return {**have[0], "generated": False}
     log(f"bench: generating {n_movies} synthetic movies (seed {seed})")
     t0 = time.monotonic()
+    # HNSW grows one insertion at a time (minutes at 100k): drop it for the load, and let
+    # groups.ensure_scores build it once the features exist (search engineer's addition).
+    if conn.execute("SELECT to_regprocedure('reelscore.drop_similarity_index()') IS NOT NULL").fetchone()[0]:
+        conn.execute("SELECT reelscore.drop_similarity_index()")
     stats = synth.write(conn, n_movies, seed, truncate=True, progress=True)
     conn.execute("VACUUM (ANALYZE) reelscore.metric_values") if conn.autocommit else None
     info = {**want, "values": stats.values, "seconds": round(time.monotonic() - t0, 1)}

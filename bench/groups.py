@@ -634,6 +634,8 @@ def ensure_scores(b: Bench) -> None:
             b.conn.execute("SELECT reelscore.refresh_scores(NULL)")
         except psycopg.Error as exc:
             b.log(f"  refresh_scores(NULL) failed before the read benchmarks: {exc}")
+    if b.has_function("build_similarity_index"):   # dropped by env.ensure_data for the load
+        b.conn.execute("SELECT reelscore.build_similarity_index()")
     if b.has_function("refresh_coverage"):
         try:
             b.conn.execute("SELECT reelscore.refresh_coverage()")
