@@ -42,42 +42,31 @@ BEGIN
 END
 $$;
 
--- Definition changes: bump the definitions version; the movies whose features depend on a
--- changed metric (those that have it, or all when imputation is involved) become stale.
+-- Definition changes: bump the definitions version. Every movie's features are then stale
+-- until the next full rebuild (features_current() is false); rows are not touched here, so a
+-- definition edit stays cheap (movie_features carries an HNSW index: rewriting 1M rows costs minutes).
 CREATE OR REPLACE FUNCTION reelscore.definitions_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
 AS $$
-DECLARE
-  v_mask bit(32) := repeat('0', 32)::bit(32);
-  v_all boolean := false;
-  r record;
 BEGIN
   IF TG_OP = 'UPDATE' THEN
-    FOR r IN SELECT n.slot, n.missing_policy AS np, o.missing_policy AS op
-             FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.version <> o.version LOOP
-      v_mask := set_bit(v_mask, r.slot - 1, 1);
-      v_all := v_all OR r.np <> 'skip' OR r.op <> 'skip';
-    END LOOP;
-  ELSIF TG_OP = 'INSERT' THEN
-    FOR r IN SELECT n.slot, n.missing_policy AS np FROM new_rows n LOOP
-      v_mask := set_bit(v_mask, r.slot - 1, 1);
-      v_all := v_all OR r.np <> 'skip';
-    END LOOP;
-  ELSE
-    FOR r IN SELECT o.slot, o.missing_policy AS op FROM old_rows o LOOP
-      v_mask := set_bit(v_mask, r.slot - 1, 1);
-      v_all := v_all OR r.op <> 'skip';
-    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.version <> o.version) THEN
+      RETURN NULL;  -- descriptions, reliability, ...: scores do not change
+    END IF;
   END IF;
-  IF v_mask = repeat('0', 32)::bit(32) THEN
-    RETURN NULL;
-  END IF;
-  UPDATE reelscore.scoring_state SET definitions_version = definitions_version + 1, definitions_changed_at = now();
-  UPDATE reelscore.movie_features f SET stale = true
-  WHERE NOT f.stale AND (v_all OR (f.present & v_mask) <> repeat('0', 32)::bit(32));
+  UPDATE reelscore.scoring_state
+  SET definitions_version = definitions_version + 1, definitions_changed_at = clock_timestamp();
   RETURN NULL;
 END
 $$;
+
+-- True while movie_features reflect the current definitions (no definition changed since the
+-- last full rebuild). Single rows may still be stale (movie_features.stale) after deferred loads.
+CREATE OR REPLACE FUNCTION reelscore.features_current() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$ SELECT coalesce(s.features_refreshed_at >= s.definitions_changed_at, false) FROM reelscore.scoring_state s $$;
+COMMENT ON FUNCTION reelscore.features_current() IS
+  'Whether movie_features reflect the current metric definitions: false from a definition change (its version bump) until the next refresh_features()/refresh_scores().';
 
 CREATE OR REPLACE TRIGGER metric_definitions_scoring_upd
   AFTER UPDATE ON reelscore.metric_definitions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
@@ -144,7 +133,8 @@ BEGIN
       FROM (SELECT v.movie_id, np.slot,
                    reelscore.normalize_with(np.normalization_type, np.args, v.raw_value) AS n
             FROM reelscore.metric_values v
-            JOIN reelscore.metric_norm_params np ON np.metric_id = v.metric_id AND np.active
+            JOIN (SELECT p.metric_id, p.slot, p.normalization_type, p.args FROM reelscore.metric_norm_params p
+                  WHERE p.active OFFSET 0) np ON np.metric_id = v.metric_id
             WHERE ($1 IS NULL OR v.movie_id = ANY ($1))
             OFFSET 0) mv  -- OFFSET 0: normalize once per row, not once per FILTER aggregate
       GROUP BY mv.movie_id
@@ -169,7 +159,8 @@ BEGIN
   INSERT INTO reelscore.metric_score_stats (metric_id, mean_normalized, median_normalized, sample_size)
   SELECT x.metric_id, avg(x.n), percentile_cont(0.5) WITHIN GROUP (ORDER BY x.n), count(*)
   FROM (SELECT v.metric_id, reelscore.normalize_with(np.normalization_type, np.args, v.raw_value) AS n
-        FROM reelscore.metric_values v JOIN reelscore.metric_norm_params np ON np.metric_id = v.metric_id) x
+        FROM reelscore.metric_values v JOIN (SELECT p.metric_id, p.normalization_type, p.args FROM reelscore.metric_norm_params p OFFSET 0) np
+          ON np.metric_id = v.metric_id) x
   WHERE x.n IS NOT NULL
   GROUP BY x.metric_id;
   GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -198,7 +189,7 @@ BEGIN
       cat_rating = excluded.cat_rating, cat_award = excluded.cat_award, cat_financial = excluded.cat_financial,
       cat_cultural = excluded.cat_cultural, cat_popularity = excluded.cat_popularity,
       definitions_version = excluded.definitions_version, computed_at = excluded.computed_at, stale = false
-    WHERE f.stale OR f.definitions_version <> excluded.definitions_version
+    WHERE f.stale
        OR (f.nvec::real[], f.present, f.cat_rating, f.cat_award, f.cat_financial, f.cat_cultural, f.cat_popularity)
           IS DISTINCT FROM (excluded.nvec::real[], excluded.present, excluded.cat_rating, excluded.cat_award,
                             excluded.cat_financial, excluded.cat_cultural, excluded.cat_popularity)
@@ -223,10 +214,11 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 AS $$
 DECLARE
   v_n bigint;
+  v_start timestamptz := clock_timestamp();
 BEGIN
   PERFORM reelscore.refresh_score_stats();
   v_n := reelscore.compute_features(NULL);
-  UPDATE reelscore.scoring_state SET features_refreshed_at = clock_timestamp();
+  UPDATE reelscore.scoring_state SET features_refreshed_at = v_start;
   RETURN v_n;
 END
 $$;
@@ -309,7 +301,9 @@ AS $$
            vv.raw_value AS votes
     FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
     JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
-    JOIN reelscore.metric_norm_params np ON np.metric_id = pl.metric_id
+    -- OFFSET 0: args become a plain column, so the inlined formulas do not repeat the view's CASE
+    JOIN (SELECT p.metric_id, p.normalization_type, p.args FROM reelscore.metric_norm_params p OFFSET 0) np
+      ON np.metric_id = pl.metric_id
     LEFT JOIN reelscore.metric_values mv ON mv.movie_id = p_movie_id AND mv.metric_id = pl.metric_id
     LEFT JOIN reelscore.metric_values vv ON vv.movie_id = p_movie_id AND vv.metric_id = pl.shrink_votes_metric_id
   ), u AS (
@@ -372,6 +366,8 @@ RETURNS TABLE (category text, metric_code text, metric_name text, raw_value doub
                category_weight double precision, metric_weight_share double precision,
                effective_weight double precision, applied_weight double precision, contribution double precision)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+-- generic plans: the breakdown query is expensive to plan (inlined formulas), cheap to run
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
   a record;
@@ -396,6 +392,8 @@ RETURNS TABLE (category text, metric_code text, metric_name text, raw_value doub
                category_weight double precision, metric_weight_share double precision,
                effective_weight double precision, applied_weight double precision, contribution double precision)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+-- generic plans: the breakdown query is expensive to plan (inlined formulas), cheap to run
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
   a record;
@@ -570,6 +568,7 @@ BEGIN
   EXECUTE format('ALTER TABLE reelscore.%I RENAME CONSTRAINT %I TO %I', v_part, v_new || '_pkey', v_part || '_pkey');
   EXECUTE format('ALTER TABLE reelscore.%I RENAME CONSTRAINT %I TO %I', v_part, v_new || '_check', v_part || '_check');
   EXECUTE format('ALTER INDEX reelscore.%I RENAME TO %I', v_new || '_top', v_part || '_top');
+  -- statistics now: a fresh table without them can make the planner sort instead of using _top
   EXECUTE format('ANALYZE reelscore.%I', v_part);
   EXECUTE format('ALTER TABLE reelscore.movie_scores ATTACH PARTITION reelscore.%I FOR VALUES IN (%s)', v_part, p_profile_id);
   INSERT INTO reelscore.profile_score_state AS s
@@ -621,9 +620,10 @@ COMMENT ON FUNCTION reelscore.rescore_movies(bigint[]) IS
   'Recompute the features of these movies from their raw values and their precomputed scores under every profile, set-based. Returns the number of score rows written.';
 
 -- Raw value changes: statement-level triggers with transition tables. Small changes are
--- rescored in the same transaction; large ones (more movies than reelscore.incremental_limit,
--- default 20000) or any change while reelscore.defer_scoring = on only mark the features
--- stale: refresh_scores() (pg_cron or the CLI loop) rescores them.
+-- rescored in the same transaction; with reelscore.defer_scoring = on the touched movies'
+-- features are only marked stale; a statement touching more movies than
+-- reelscore.incremental_limit (default 20000) marks the whole feature table for a rebuild.
+-- refresh_scores() (pg_cron or the CLI loop) catches up; movie_score computes fresh meanwhile.
 CREATE OR REPLACE FUNCTION reelscore.values_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
 AS $$
@@ -648,7 +648,11 @@ BEGIN
   IF v_ids IS NULL THEN
     RETURN NULL;
   END IF;
-  IF coalesce(current_setting('reelscore.defer_scoring', true), '') = 'on' OR cardinality(v_ids) > v_limit THEN
+  IF cardinality(v_ids) > v_limit THEN
+    -- a bulk load: the whole feature table needs a rebuild (cheaper than flagging each row,
+    -- and movie_features carries an HNSW index that makes every row write costly)
+    UPDATE reelscore.scoring_state SET features_refreshed_at = NULL;
+  ELSIF coalesce(current_setting('reelscore.defer_scoring', true), '') = 'on' THEN
     PERFORM reelscore.mark_features_stale(v_ids);
   ELSE
     PERFORM reelscore.rescore_movies(v_ids);
@@ -689,7 +693,8 @@ SELECT p.id AS profile_id, p.name AS profile, p.active, p.current_version,
         OR s.profile_version IS DISTINCT FROM p.current_version AND s.profile_id IS NOT NULL
         OR s.definitions_version < st.definitions_version
         OR s.stats_refreshed_at IS DISTINCT FROM st.stats_refreshed_at AND s.profile_id IS NOT NULL) AS needs_full_rescore,
-       (SELECT count(*) FROM reelscore.movie_features f WHERE f.stale) AS stale_movies
+       (SELECT count(*) FROM reelscore.movie_features f WHERE f.stale) AS stale_movies,
+       coalesce(st.features_refreshed_at >= st.definitions_changed_at, false) AS features_current
 FROM reelscore.weight_profiles p
 CROSS JOIN reelscore.scoring_state st
 LEFT JOIN reelscore.profile_score_state s ON s.profile_id = p.id;
@@ -709,9 +714,7 @@ DECLARE
 BEGIN
   -- 1. features: a full rebuild after definition changes, else the stale movies only
   v_t0 := clock_timestamp();
-  SELECT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.definitions_version < reelscore.definitions_version())
-      OR (SELECT s.features_refreshed_at IS NULL FROM reelscore.scoring_state s)
-    INTO v_full;
+  v_full := NOT reelscore.features_current();
   IF v_full THEN
     v_n := reelscore.refresh_features();
     profile_name := NULL; action := 'features: full rebuild'; movies := v_n;
@@ -753,6 +756,8 @@ CREATE OR REPLACE FUNCTION reelscore.movie_score_detail(movie_id bigint, profile
 RETURNS TABLE (score double precision, confidence double precision, profile_name text, profile_version integer,
                definitions_version bigint, computed_at timestamptz, source text)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+-- generic plans: the breakdown query is expensive to plan (inlined formulas), cheap to run
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
   v_name text := CASE WHEN p_user_id IS NULL THEN profile
@@ -770,7 +775,8 @@ BEGIN
   FROM reelscore.movie_scores s
   WHERE s.profile_id = v_id AND s.movie_id = movie_score_detail.movie_id
     AND s.profile_version = v_ver AND s.definitions_version = reelscore.definitions_version()
-    AND NOT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id AND f.stale);
+    AND NOT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id AND f.stale)
+    AND reelscore.features_current();
   IF FOUND THEN
     RETURN;
   END IF;
@@ -794,6 +800,8 @@ COMMENT ON FUNCTION reelscore.movie_score(bigint, text, bigint) IS
 
 CREATE OR REPLACE FUNCTION reelscore.score_movie_adhoc(movie_id bigint, weights jsonb) RETURNS double precision
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+-- generic plans: the breakdown query is expensive to plan (inlined formulas), cheap to run
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
   a record;
