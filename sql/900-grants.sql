@@ -122,6 +122,7 @@ GRANT EXECUTE ON FUNCTION
   reelscore.version_snapshot(bigint, integer), reelscore.resolve_user_profile(bigint, text),
   reelscore.weights_plan(float8[], jsonb, jsonb), reelscore.profile_plan(bigint),
   reelscore.profile_effective_weights(text), reelscore.definitions_version(), reelscore.vector_schema(),
+  reelscore.features_current(),
   reelscore.parse_adhoc_weights(jsonb), reelscore.score_breakdown(bigint, float8[], jsonb, jsonb),
   reelscore.profile_weights_args(bigint), reelscore.check_movie(bigint),
   reelscore.explain_score(bigint, text, boolean), reelscore.explain_score_adhoc(bigint, jsonb, boolean),
