@@ -477,6 +477,8 @@ def write(conn, n_movies: int, seed: int = 42, *, truncate: bool = False,
                     bar(stop - start)
             conn.execute("SELECT setval(pg_get_serial_sequence('reelscore.movies', 'id'), "
                          "(SELECT max(id) FROM reelscore.movies))")
+            if analyze:   # statistics for the statement triggers that join the new values to movies
+                conn.execute("ANALYZE reelscore.movies")
             per_metric = {}
             trng = np.random.default_rng(np.random.SeedSequence([seed, 9001]))
             with cur.copy("COPY reelscore.metric_values (movie_id, metric_id, raw_value, observed_at, "
