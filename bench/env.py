@@ -88,24 +88,28 @@ def _drop_create(admin: psycopg.Connection, dbname: str) -> None:
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
 
 
-def ensure_database(server_url: str, dbname: str, log=print) -> str:
-    """Create the bench database if missing, or rebuild it when the revisions changed since it
-    was migrated; return its URL."""
+def ensure_database(server_url: str, dbname: str, log=print, rebuild: bool = False) -> str:
+    """Create the bench database if missing (or drop and recreate it when asked); return its
+    URL. A database migrated from older revision text is kept: migrate_or_rebuild() rebuilds
+    it only when the upgrade no longer applies (generating 100k movies again costs minutes)."""
     url = with_db(server_url, dbname)
-    fp = schema_fingerprint()
     with psycopg.connect(with_db(server_url, "postgres"), autocommit=True) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
             log(f"bench: creating database {dbname}")
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            return url
+        if rebuild:
+            log(f"bench: rebuilding {dbname} (--rebuild)")
+            _drop_create(admin, dbname)
             return url
         with psycopg.connect(url, autocommit=True) as c:
             have = None
             if c.execute("SELECT to_regclass('bench.meta') IS NOT NULL").fetchone()[0]:
                 row = c.execute("SELECT value->>'fingerprint' FROM bench.meta WHERE key = 'schema'").fetchone()
                 have = row[0] if row else None
-        if have != fp:
-            log(f"bench: revisions changed since {dbname} was built: rebuilding it")
-            _drop_create(admin, dbname)
+        if have != schema_fingerprint():
+            log(f"bench: the revisions changed since {dbname} was built; upgrading it in place "
+                "(use --rebuild to start from scratch)")
     return url
 
 

@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where to write the markdown table")
     p.add_argument("--data-dir", type=Path, default=None, help="cache of exported files (default bench/data/<scale>)")
     p.add_argument("--no-migrate", action="store_true", help="skip alembic upgrade head")
+    p.add_argument("--rebuild", action="store_true",
+                   help="drop and recreate reelscore_bench_<scale> (schema and synthetic data) first")
     args = p.parse_args(argv)
     only = [x.strip() for item in args.only for x in item.split(",") if x.strip()]
     unknown = sorted(set(only) - set(ALL))
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             env.migrate(url, log)
     else:
         dbname = f"reelscore_bench_{args.scale}"
-        url = env.ensure_database(database_url(), dbname, log)
+        url = env.ensure_database(database_url(), dbname, log, rebuild=args.rebuild)
         if not args.no_migrate:
             env.migrate_or_rebuild(database_url(), dbname, log)
     date = started.strftime("%Y-%m-%d")
