@@ -140,7 +140,7 @@ def scoring(b: Bench, p: Plan) -> None:
     if has_refresh:
         b.throughput(g, ref, lambda _i: b.conn.execute("SELECT reelscore.refresh_scores(%s)", (PROFILE,)).fetchall(),
                      p.runs, p.tp_warm, n, baseline=naive_all,
-                     plan_sql=("SELECT reelscore.refresh_scores(%s)", (PROFILE,)))
+                     note="no plan saved: EXPLAIN of a function call shows one Result node")
     else:
         b.unavailable(g, ref, "throughput", "reelscore.refresh_scores does not exist yet")
     base_for_peers = ref if has_refresh and b.rows[-1].status == "ok" else naive_all
@@ -392,7 +392,7 @@ def timeseries(b: Bench, p: Plan) -> None:
         roll = "SELECT * FROM reelscore.refresh_rollups(date_trunc('day', now()) - interval '31 days', now())"
         b.throughput(g, "refresh_rollups(31 days)", lambda i: b.conn.execute(roll).fetchall(), p.runs, p.tp_warm,
                      movies * days, baseline="naive: daily aggregates of the last 31 days (GROUP BY)",
-                     note="hourly and daily rollups rewritten for the window", plan_sql=(roll, None))
+                     note="hourly and daily rollups rewritten for the window")
     else:
         b.unavailable(g, "refresh_rollups(31 days)", "throughput", "reelscore.refresh_rollups does not exist yet")
     has = b.has_function("trending")
