@@ -716,3 +716,60 @@ def test_a_plain_password_is_refused_as_a_hash(conn):
     import psycopg
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a werkzeug password hash"):
         conn.execute("SELECT reelscore.admin_create_user('plain', 'hunter2hunter2', 'admin')")
+
+
+# --------------------------------------------------------------------------- every route
+OWN_BLUEPRINTS = ("metrics.", "profiles.", "coverage.", "playground.")
+
+
+def own_rules(app):
+    return [r for r in app.url_map.iter_rules() if r.endpoint.startswith(OWN_BLUEPRINTS)]
+
+
+def sample_path(rule, movie_ids):
+    values = {"code": "imdb_rating", "name": "critics_choice", "movie_id": movie_ids["Parasite"], "version": 1}
+    path = rule.rule
+    for arg in rule.arguments:
+        path = re.sub(rf"<(?:\w+:)?{arg}>", str(values[arg]), path)
+    return path
+
+
+def test_every_section_route_needs_a_login(app, movie_ids):
+    rules = own_rules(app)
+    assert len(rules) >= 15
+    c = app.test_client()
+    token = csrf_from(c.get("/login").text)
+    for rule in rules:
+        path = sample_path(rule, movie_ids)
+        if "GET" in rule.methods:
+            r = c.get(path)
+        else:
+            r = c.post(path, data={"csrf_token": token})
+        assert r.status_code == 302 and "/login" in r.headers["Location"], (rule.rule, r.status_code)
+
+
+def test_every_section_post_needs_the_admin_role(app, viewer_client, conn, movie_ids):
+    token = csrf_from(viewer_client.get("/metrics/").text)
+    posts = [r for r in own_rules(app) if "POST" in r.methods]
+    assert {r.endpoint for r in posts} >= {"metrics.update", "profiles.save", "profiles.create",
+                                           "profiles.activate", "coverage.refresh"}
+    before = conn.execute("SELECT (SELECT count(*) FROM reelscore.metric_definition_history), "
+                          "(SELECT count(*) FROM reelscore.weight_profile_history), "
+                          "(SELECT count(*) FROM reelscore.coverage_snapshots)").fetchone()
+    for rule in posts:
+        r = viewer_client.post(sample_path(rule, movie_ids), data={"csrf_token": token, "reason": "x"})
+        assert r.status_code == 403 and "admin role" in r.text, rule.rule
+    after = conn.execute("SELECT (SELECT count(*) FROM reelscore.metric_definition_history), "
+                         "(SELECT count(*) FROM reelscore.weight_profile_history), "
+                         "(SELECT count(*) FROM reelscore.coverage_snapshots)").fetchone()
+    assert after == before
+
+
+def test_every_section_get_renders_for_a_viewer_without_a_trace(app, viewer_client, movie_ids):
+    for rule in own_rules(app):
+        if "GET" not in rule.methods:
+            continue
+        r = viewer_client.get(sample_path(rule, movie_ids))
+        # the tester without a value and a bare preview are client errors; all else renders
+        assert r.status_code in (200, 400), (rule.rule, r.status_code)
+        assert "Traceback" not in r.text and "Internal error" not in r.text
