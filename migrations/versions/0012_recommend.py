@@ -20,7 +20,7 @@ def upgrade() -> None:
     CREATE TABLE reelscore.movie_factors (
       movie_id  bigint PRIMARY KEY REFERENCES reelscore.movies (id) ON DELETE CASCADE,
       model_id  bigint NOT NULL REFERENCES reelscore.ml_models (id) ON DELETE CASCADE,
-      factors   vector(33) NOT NULL,          -- [q_i (32), b_i]
+      factors   vector(33) NOT NULL,          -- [q_i (31), equal-norm component, b_i]
       bias      double precision NOT NULL,    -- b_i (also the last component of factors)
       n_ratings integer NOT NULL DEFAULT 0,   -- training ratings; 0 for a movie placed by its metrics
       source    text NOT NULL CHECK (source IN ('ratings', 'metrics'))
@@ -32,16 +32,20 @@ def upgrade() -> None:
     CREATE TABLE reelscore.user_factors (
       user_id   bigint PRIMARY KEY REFERENCES reelscore.users (id) ON DELETE CASCADE,
       model_id  bigint NOT NULL REFERENCES reelscore.ml_models (id) ON DELETE CASCADE,
-      factors   vector(33) NOT NULL,          -- [p_u (32), 1]
+      factors   vector(33) NOT NULL,          -- [p_u (31), 0, 1]
       bias      double precision NOT NULL,    -- mu + b_u: add to the inner product to get the rating
       n_ratings integer NOT NULL DEFAULT 0
     );
     COMMENT ON TABLE reelscore.user_factors IS
-      'User factors of the active factors model: [p_u, 1] and mu + b_u';
+      'User factors of the active factors model: [p_u, 0, 1] and mu + b_u';
+
+    -- recommend() skips what the user has rated: one index probe per candidate.
+    CREATE INDEX IF NOT EXISTS metric_feedback_user_movie ON reelscore.metric_feedback (user_id, movie_id);
     """)
 
 
 def downgrade() -> None:
     run_sql(r"""
+    DROP INDEX IF EXISTS reelscore.metric_feedback_user_movie;
     DROP TABLE IF EXISTS reelscore.user_factors, reelscore.movie_factors CASCADE;
     """)
