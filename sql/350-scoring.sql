@@ -114,8 +114,8 @@ BEGIN
     v_den := NULL;
     FOR r IN SELECT d.slot, d.normalized_weight AS w FROM reelscore.metric_definitions d
              WHERE d.category = v_c AND d.active AND d.normalized_weight > 0 ORDER BY d.slot LOOP
-      v_num := concat_ws(' + ', v_num, format('%s * coalesce(s%s, 0)', r.w, r.slot));
-      v_den := concat_ws(' + ', v_den, format('CASE WHEN s%s IS NOT NULL THEN %s ELSE 0 END', r.slot, r.w));
+      v_num := concat_ws(' + ', v_num, format('%s::float8 * coalesce(s%s, 0)', r.w, r.slot));
+      v_den := concat_ws(' + ', v_den, format('CASE WHEN s%s IS NOT NULL THEN %s::float8 ELSE 0::float8 END', r.slot, r.w));
     END LOOP;
     v_cat := v_cat || CASE WHEN v_num IS NULL THEN 'NULL::float8'
                            ELSE format('(%s) / nullif(%s, 0)', v_num, v_den) END;
@@ -486,7 +486,7 @@ BEGIN
           ' LEFT JOIN reelscore.metric_values sv%1$s ON sv%1$s.movie_id = f.movie_id AND sv%1$s.metric_id = %2$s',
           r.slot, r.shrink_votes_metric_id);
         v_shrink := v_shrink || format(
-          ' + coalesce(%1$s * get_bit(f.present, %2$s) * (%3$s / (sv%4$s.raw_value + %3$s)) * (%5$s - (f.nvec::real[])[%4$s]), 0)',
+          ' + coalesce(%1$s::float8 * get_bit(f.present, %2$s) * (%3$s::float8 / (sv%4$s.raw_value + %3$s::float8)) * (%5$s::float8 - (f.nvec::real[])[%4$s]), 0)',
           r.metric_weight * CASE WHEN r.invert THEN -1 ELSE 1 END, r.slot - 1, r.shrink_m, r.slot, r.shrink_prior);
       END IF;
     END LOOP;
@@ -494,13 +494,13 @@ BEGIN
       v_inner := v_inner || format('f.cat_%s AS s%s', v_cats[i], i);
     ELSE
       v_inner := v_inner || format(
-        '(%1$I.inner_product(f.nvec, %2$L::%1$I.vector) + %1$I.inner_product(f.pvec, %3$L::%1$I.vector) + %4$s%5$s)'
-        ' / nullif(%1$I.inner_product(f.pvec, %6$L::%1$I.vector) + %7$s, 0) AS s%8$s',
+        '(%1$I.inner_product(f.nvec, %2$L::%1$I.vector) + %1$I.inner_product(f.pvec, %3$L::%1$I.vector) + %4$s::float8%5$s)'
+        ' / nullif(%1$I.inner_product(f.pvec, %6$L::%1$I.vector) + %7$s::float8, 0) AS s%8$s',
         v_vs, '[' || array_to_string(v_a, ',') || ']', '[' || array_to_string(v_b, ',') || ']', v_k, v_shrink,
         '[' || array_to_string(v_d, ',') || ']', v_l, i);
     END IF;
-    v_outer_num := v_outer_num || format('%s * coalesce(q.s%s, 0)', p_cw[i], i);
-    v_outer_den := v_outer_den || format('CASE WHEN q.s%s IS NOT NULL THEN %s ELSE 0 END', i, p_cw[i]);
+    v_outer_num := v_outer_num || format('%s::float8 * coalesce(q.s%s, 0)', p_cw[i], i);
+    v_outer_den := v_outer_den || format('CASE WHEN q.s%s IS NOT NULL THEN %s::float8 ELSE 0::float8 END', i, p_cw[i]);
   END LOOP;
   v_conf := format('%1$I.inner_product(f.pvec, %2$L::%1$I.vector)', v_vs, '[' || array_to_string(v_e, ',') || ']');
   IF cardinality(v_inner) = 0 THEN
@@ -509,7 +509,8 @@ BEGIN
   END IF;
   RETURN format(
     'SELECT q.movie_id, (%1$s) / nullif(%2$s, 0) AS score, q.confidence '
-    'FROM (SELECT f.movie_id, %3$s AS confidence, %4$s FROM reelscore.movie_features f%5$s WHERE %6$s OFFSET 0) q',
+    'FROM (SELECT f.movie_id, %3$s AS confidence, %4$s FROM reelscore.movie_features f%5$s WHERE %6$s OFFSET 0) q '
+    'OFFSET 0',  -- callers filter and sort on score: compute it once
     array_to_string(v_outer_num, ' + '), array_to_string(v_outer_den, ' + '), v_conf,
     array_to_string(v_inner, ', '), v_joins, p_filter);
 END
@@ -845,9 +846,10 @@ BEGIN
     -- not precomputed (config precompute = false, or not yet): exact, computed now
     SELECT * INTO a FROM reelscore.profile_weights_args(v_id);
     RETURN QUERY EXECUTE format(
-      'SELECT x.movie_id, m.title, x.score, x.confidence, %s, now(), false FROM (%s) x '
-      'JOIN reelscore.movies m ON m.id = x.movie_id WHERE x.score IS NOT NULL AND x.confidence >= $1 '
-      'ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3',
+      'SELECT t.movie_id, m.title, t.score, t.confidence, %s, now(), false FROM ('
+      '  SELECT x.movie_id, x.score, x.confidence FROM (%s) x WHERE x.score IS NOT NULL AND x.confidence >= $1 '
+      '  ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3) t '
+      'JOIN reelscore.movies m ON m.id = t.movie_id ORDER BY t.score DESC, t.movie_id',
       a.version, reelscore.score_sql(a.category_weights, a.metric_weights, a.config))
     USING v_min, lim, "off";
   END IF;
@@ -868,9 +870,10 @@ BEGIN
   END IF;
   SELECT * INTO a FROM reelscore.parse_adhoc_weights(weights);
   RETURN QUERY EXECUTE format(
-    'SELECT x.movie_id, m.title, x.score, x.confidence FROM (%s) x '
-    'JOIN reelscore.movies m ON m.id = x.movie_id WHERE x.score IS NOT NULL AND x.confidence >= $1 '
-    'ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3',
+    'SELECT t.movie_id, m.title, t.score, t.confidence FROM ('
+    '  SELECT x.movie_id, x.score, x.confidence FROM (%s) x WHERE x.score IS NOT NULL AND x.confidence >= $1 '
+    '  ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3) t '
+    'JOIN reelscore.movies m ON m.id = t.movie_id ORDER BY t.score DESC, t.movie_id',
     reelscore.score_sql(a.category_weights, a.metric_weights, a.config))
   USING coalesce((a.config ->> 'min_confidence')::float8, 0), lim, "off";
 END
