@@ -74,8 +74,8 @@ def standardize(F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (F - mean) / scale, mean, scale
 
 
-def fit_clusters(F: np.ndarray, k_range: tuple[int, int] = (4, 6), seed: int = 0) -> Clusters:
-    """k-means (k-means++, 20 starts) for every k in k_range; keeps the k with the highest
+def fit_clusters(F: np.ndarray, k_range: tuple[int, int] = (4, 6), seed: int = 0, n_init: int = 20) -> Clusters:
+    """k-means (k-means++, n_init starts) for every k in k_range; keeps the k with the highest
     mean silhouette coefficient (Rousseeuw 1987) on the standardized features."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
@@ -85,7 +85,7 @@ def fit_clusters(F: np.ndarray, k_range: tuple[int, int] = (4, 6), seed: int = 0
     sil: dict[int, float] = {}
     inertia: dict[int, float] = {}
     for k in range(k_range[0], k_range[1] + 1):
-        km = KMeans(n_clusters=k, n_init=20, random_state=seed).fit(Z)
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(Z)
         sil[k] = float(silhouette_score(Z, km.labels_))
         inertia[k] = float(km.inertia_)
         if best is None or sil[k] > sil[best[0]]:

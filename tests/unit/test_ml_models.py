@@ -73,7 +73,7 @@ def test_clusters_recover_planted_groups_and_pick_k_in_range():
     labels = rng.integers(0, k_true, 600)
     F = centers[labels] + rng.normal(0, 1, (600, dim))
     F[:, 3] *= 50  # one feature on another scale: standardization must handle it
-    cl = train.fit_clusters(F, (4, 6), seed=0)
+    cl = train.fit_clusters(F, (4, 6), seed=0, n_init=4)
     assert cl.k == k_true
     assert set(cl.silhouette) == {4, 5, 6}
     assert adjusted_rand_score(labels, cl.labels) > 0.95
