@@ -552,12 +552,18 @@ BEGIN
   v_tree := reelscore.validate_search_filters(search_movies.filters);
   v_conds := reelscore.search_conditions(v_tree);
   v_profile_id := reelscore.search_profile_id(search_movies.profile);
+  IF NOT EXISTS (SELECT 1 FROM reelscore.profile_score_state st WHERE st.profile_id = v_profile_id) THEN
+    RAISE EXCEPTION 'profile % has no precomputed scores to search by', search_movies.profile
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = 'search_movies orders by movie_scores; the profile is inactive, has config precompute = false, or was never refreshed.',
+            HINT = format('SELECT * FROM reelscore.refresh_scores(%L);', search_movies.profile);
+  END IF;
   RETURN QUERY EXECUTE reelscore.search_query(v_tree, 'page')
     USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix;
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_movies(jsonb, text, integer, integer) IS
-  'Movies matching a filter (docs/search.md: category / metric_code thresholds on normalized or raw values, genre, year range, nested filters (all) and any (one)), best score first under the profile, with score, confidence, rank and the values that matched. Pages with lim/off over a total order (score, movie id). Bad filters: SQLSTATE 22023 naming the key.';
+  'Movies matching a filter (docs/search.md: category / metric_code thresholds on normalized or raw values, genre, year range, nested filters (all) and any (one)), best score first under the profile, with score, confidence, rank and the values that matched. Pages with lim/off over a total order (score, movie id). Bad filters: SQLSTATE 22023 naming the key; a profile without precomputed scores: 55000.';
 
 DROP FUNCTION IF EXISTS reelscore.search_explain(jsonb, text, integer, integer, boolean);
 CREATE OR REPLACE FUNCTION reelscore.search_explain(filters jsonb, profile text DEFAULT 'balanced',

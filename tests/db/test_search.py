@@ -302,6 +302,14 @@ def test_filters_that_are_not_objects_or_too_large(conn):
         search(conn, huge)
 
 
+def test_profile_without_precomputed_scores(conn, data):
+    conn.execute("SELECT reelscore.save_profile('search_test_adhoc', %s, NULL, 'not precomputed', %s)",
+                 (Jsonb({"rating": 1.0, "award": 0, "financial": 0, "cultural": 0, "popularity": 0}),
+                  Jsonb({"precompute": False})))
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="search_test_adhoc"):
+        search(conn, {}, profile="search_test_adhoc")
+
+
 def test_bad_arguments(conn):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown profile"):
         search(conn, {}, profile="no_such_profile")
