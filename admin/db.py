@@ -118,7 +118,11 @@ def transaction(who: str | None, why: str | None) -> Iterator[psycopg.Connection
 
 
 def close_pool(app: Flask) -> None:
-    """Close the app's pool (tests and the CLI server call this at exit)."""
+    """Close the app's pool, and stop the realtime listener when one runs (tests and the
+    CLI server call this at exit, so no thread outlives its database)."""
+    hub = app.extensions.pop("reelscore_realtime", None)  # admin/realtime.py's listener
+    if hub is not None:
+        hub.stop()
     p = app.extensions.pop("reelscore_pool", None)
     if p is not None:
         p.close()
