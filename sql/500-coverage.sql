@@ -368,6 +368,9 @@ CREATE OR REPLACE FUNCTION reelscore.coverage_gaps(p_scope text, p_name text, p_
 RETURNS TABLE (movie_id bigint, title text, release_year smallint, gap_cost double precision,
                rank_value double precision, ranked_by text)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+-- Serial on purpose: a parallel append would run both branches in full instead of
+-- stopping at the limit.
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
   v_scope_ids smallint[];
@@ -420,7 +423,8 @@ BEGIN
      WHERE r.metric_id = v_rank.metric_id
        AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
                        WHERE x.movie_id = r.movie_id AND x.metric_id = ANY (v_scope_ids))
-     ORDER BY r.raw_value DESC, r.movie_id)
+     ORDER BY r.raw_value DESC, r.movie_id
+     LIMIT p_limit + p_offset)   -- a limit inside each branch makes its plan fast-start
     UNION ALL
     (SELECT m.id, NULL::float8, 0::float8
      FROM reelscore.movies m
@@ -429,7 +433,8 @@ BEGIN
        AND (v_rank.metric_id IS NULL
             OR NOT EXISTS (SELECT 1 FROM reelscore.metric_values y
                            WHERE y.movie_id = m.id AND y.metric_id = v_rank.metric_id))
-     ORDER BY m.id)
+     ORDER BY m.id
+     LIMIT p_limit + p_offset)
     LIMIT p_limit OFFSET p_offset
   ) g
   JOIN reelscore.movies mv ON mv.id = g.movie_id
