@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 
@@ -124,7 +124,7 @@ def load_facts(conn: psycopg.Connection, facts_dir: Path = FACTS_DIR) -> tuple[L
     vega data has them). Returns the summary and the facts whose film is not loaded."""
     facts = read_facts(facts_dir)
     keys = sorted({(f["title"], int(f["year"])) for f in facts})
-    found = dict()
+    found: dict = {}
     if keys:
         rows = conn.execute("""
             SELECT k.title, k.year, min(m.id)

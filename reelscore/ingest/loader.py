@@ -13,15 +13,26 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import psycopg
 
 from reelscore.ingest.parsing import (
-    MOVIE_COLUMNS, STAGING_COLUMNS, CsvRows, JsonRows, Layout, ParseError, encoding_problem, copy_row,
-    iter_lines, looks_like_header, plan_long_header, plan_wide, split_csv,
+    MOVIE_COLUMNS,
+    STAGING_COLUMNS,
+    CsvRows,
+    JsonRows,
+    Layout,
+    ParseError,
+    copy_row,
+    encoding_problem,
+    iter_lines,
+    looks_like_header,
+    plan_long_header,
+    plan_wide,
+    split_csv,
 )
 
 COPY_SQL = f"COPY pg_temp.rs_load_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN"
@@ -100,7 +111,7 @@ def file_rows(stream, fmt: str, *, layout: str = "auto", known_codes: Iterable[s
     first = next(lines, None)
     if first is None:
         return Layout("long", movie_key or "id"), iter(())
-    line_no, text, raw = first
+    line_no, text, _raw = first
     if text is None:
         raise ParseError("the first line is not UTF-8: is this file in another encoding? "
                          "Convert it, e.g. iconv -f latin1 -t utf-8")
@@ -211,7 +222,7 @@ def load_rows(conn: psycopg.Connection, rows: Iterable[str], *, source: str, fmt
     it = iter(rows)
     while True:
         with conn.transaction():
-            counts, sent, exhausted = _copy_batch(conn, source, fmt, it, batch_rows, movie_key, on_chunk)
+            counts, _sent, exhausted = _copy_batch(conn, source, fmt, it, batch_rows, movie_key, on_chunk)
         summary.add(*counts)
         if exhausted:
             break
@@ -264,7 +275,7 @@ def load_file(conn: psycopg.Connection, path: str | Path, *, fmt: str | None = N
         if problem:
             raise ParseError(f"--observed-at: {problem}")
     own = stream is None
-    f = open(path, "rb") if own else stream
+    f = open(path, "rb") if own else stream  # noqa: SIM115 (closed below; stream is the caller's)
     try:
         total = os.fstat(f.fileno()).st_size if own else None
         counted = _Counter(f)

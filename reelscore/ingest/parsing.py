@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import BinaryIO, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import BinaryIO
 
 # Column order of the COPY into pg_temp.rs_load_staging.
 STAGING_COLUMNS = ("line_no", "movie_id", "movie_key", "metric_code", "raw_value", "observed_at",
@@ -91,7 +93,7 @@ def parse_json_number(value) -> tuple[str | None, str | None]:
         return ("1.0" if value else "0.0"), None
     if isinstance(value, (int, float)):
         v = float(value)
-        if v != v:
+        if math.isnan(v):
             return "NaN", None
         if v in (float("inf"), float("-inf")):
             return None, f"number out of range for double precision: {str(value)[:40]!r}"
@@ -121,7 +123,7 @@ class TimestampParser:
         try:
             dt = datetime.fromisoformat(s)
             if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
+                dt = dt.replace(tzinfo=UTC)
             out: tuple[str | None, str | None] = (dt.isoformat(), None)
         except ValueError:
             out = (None, f"not an ISO 8601 timestamp: {s[:40]!r}")
@@ -133,7 +135,7 @@ def parse_movie_ref(text, movie_key: str) -> tuple[int | None, str | None, str |
     """(movie_id, movie_key value, problem) for the chosen key."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return None, None, "missing movie id"
-    if isinstance(text, bool) or isinstance(text, float):
+    if isinstance(text, (bool, float)):
         return None, None, f"movie {movie_key} must be an integer, got {text!r}"
     s = str(text).strip()
     if movie_key == "imdb_id":
@@ -326,7 +328,7 @@ class CsvRows:
 _NEEDS_CARE = re.compile(r'[\\\t\r"\x00]')   # escapes, quotes, NUL: the general path
 
 
-def fast_long_csv(stream: BinaryIO, layout: Layout, parser: "CsvRows", first_line_no: int = 0) -> Iterator[str]:
+def fast_long_csv(stream: BinaryIO, layout: Layout, parser: CsvRows, first_line_no: int = 0) -> Iterator[str]:
     """The hot path of the bulk loader: long CSV lines `movie,metric,value[,observed_at[,source]]`
     with plain ASCII fields and a numeric movie id become COPY lines without the general
     parser's per-field work; any line that is not that simple goes through `parser.rows`,
@@ -353,7 +355,7 @@ def fast_long_csv(stream: BinaryIO, layout: Layout, parser: "CsvRows", first_lin
                     v = float(val)
                 except ValueError:
                     v = None
-                if v is not None and v == v and abs(v) < 1e300 and (v == 0 or abs(v) > 1e-300):
+                if v is not None and not math.isnan(v) and abs(v) < 1e300 and (v == 0 or abs(v) > 1e-300):
                     yield f"{line_no}\t{mid}\t\\N\t{f[code_i].strip()}\t{val.strip()}\t\\N\t\\N\t{text}\t\\N\n"
                     continue
         if text.strip():

@@ -198,10 +198,8 @@ def test_killed_load_leaves_nothing(conn, tmp_path, db_url):
     path = tmp_path / "big.csv"
     with open(path, "w") as fh:
         fh.write("movie_id,metric_code,raw_value\n")
-        for rep in range(60):
-            for m in ids:
-                # the same keys over and over: a load that got through would reject duplicates
-                fh.write(f"{m},imdb_rating,{(m + rep) % 10}\n")
+        # the same keys over and over: a load that got through would reject duplicates
+        fh.writelines(f"{m},imdb_rating,{(m + rep) % 10}\n" for rep in range(60) for m in ids)
     before = conn.execute("select count(*) from reelscore.metric_values").fetchone()[0]
     batches_before = conn.execute("select count(*) from reelscore.load_batches").fetchone()[0]
     env = dict(os.environ, REELSCORE_DATABASE_URL=db_url)
@@ -286,9 +284,8 @@ def test_referential_integrity_without_per_row_foreign_keys(conn):
                      "raw_scale_min, raw_scale_max, normalization_type) values "
                      "(31, 'ingest_tmp', 'tmp', 'rating', 'x', 'numeric', 0, 1, 'linear')")
         conn.execute("select reelscore.upsert_metric(%s, 'ingest_tmp', 0.5)", (m2,))
-        with pytest.raises(psycopg.errors.ForeignKeyViolation):
-            with conn.transaction():
-                conn.execute("delete from reelscore.metric_definitions where code = 'ingest_tmp'")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+            conn.execute("delete from reelscore.metric_definitions where code = 'ingest_tmp'")
         raise psycopg.Rollback()
 
 

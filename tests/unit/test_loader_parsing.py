@@ -9,7 +9,13 @@ import pytest
 
 from reelscore.ingest.loader import detect_format, file_rows
 from reelscore.ingest.parsing import (
-    STAGING_COLUMNS, ParseError, TimestampParser, copy_row, parse_json_number, parse_number, plan_wide,
+    STAGING_COLUMNS,
+    ParseError,
+    TimestampParser,
+    copy_row,
+    parse_json_number,
+    parse_number,
+    plan_wide,
 )
 
 CODES = ["imdb_rating", "imdb_vote_count", "rt_tomatometer", "tmdb_budget"]
@@ -127,10 +133,10 @@ def test_bad_lines_become_problem_rows_with_their_text():
 
 
 def test_wide_csv_maps_columns_and_skips_empty_cells():
-    data = ("movie_id,IMDB Rating,imdb_vote_count,Notes\n"
-            "1,7.5,1000,x\n"
-            "2,,250,y\n"
-            "3,bad,,z\n").encode()
+    data = (b"movie_id,IMDB Rating,imdb_vote_count,Notes\n"
+            b"1,7.5,1000,x\n"
+            b"2,,250,y\n"
+            b"3,bad,,z\n")
     rows = rows_of(data, mapping={"IMDB Rating": "imdb_rating", "Notes": None})
     got = [(r["movie_id"], r["metric_code"], r["raw_value"] and float(r["raw_value"]), r["problem"]) for r in rows]
     assert got[:3] == [("1", "imdb_rating", 7.5, None), ("1", "imdb_vote_count", 1000.0, None),
@@ -192,8 +198,7 @@ def test_memory_stays_flat_as_the_file_grows(tmp_path):
     def write(path, n):
         with open(path, "w") as fh:
             fh.write("movie_id,metric_code,raw_value\n")
-            for i in range(n):
-                fh.write(f"{i},imdb_rating,{(i % 100) / 10}\n")
+            fh.writelines(f"{i},imdb_rating,{(i % 100) / 10}\n" for i in range(n))
     small, big = tmp_path / "small.csv", tmp_path / "big.csv"
     write(small, 2_000)
     write(big, 60_000)
