@@ -411,14 +411,19 @@ $$;
 COMMENT ON FUNCTION reelscore.explain_score_adhoc(bigint, jsonb, boolean) IS
   'explain_score() under ad-hoc weights (format: see parse_adhoc_weights).';
 
--- Score and confidence of one movie, fresh from raw values.
+-- Score and confidence of one movie, fresh from raw values. plpgsql, not SQL: a SQL function
+-- that is not inlined is planned on every call, and this query costs ~30 ms to plan.
 CREATE OR REPLACE FUNCTION reelscore.score_fresh(p_movie_id bigint, p_cw double precision[], p_metric jsonb,
                                                 p_config jsonb, OUT score double precision, OUT confidence double precision)
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET plan_cache_mode = force_generic_plan
 AS $$
+BEGIN
   SELECT CASE WHEN bool_or(b.applied_weight > 0) THEN sum(b.contribution) END,
          coalesce(sum(b.effective_weight) FILTER (WHERE b.status = 'present'), 0)
-  FROM reelscore.score_breakdown(p_movie_id, p_cw, p_metric, p_config) b
+  INTO score, confidence
+  FROM reelscore.score_breakdown(p_movie_id, p_cw, p_metric, p_config) b;
+END
 $$;
 
 -- ---------------------------------------------------------------------------------------
@@ -794,8 +799,28 @@ COMMENT ON FUNCTION reelscore.movie_score_detail(bigint, text, bigint) IS
 CREATE OR REPLACE FUNCTION reelscore.movie_score(movie_id bigint, profile text DEFAULT 'balanced',
                                                  p_user_id bigint DEFAULT NULL)
 RETURNS double precision
-LANGUAGE sql STABLE SECURITY INVOKER
-AS $$ SELECT d.score FROM reelscore.movie_score_detail(movie_id, profile, p_user_id) d $$;
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_score float8;
+BEGIN
+  IF p_user_id IS NULL THEN
+    -- the precomputed score, when it is current: one query
+    SELECT s.score INTO v_score
+    FROM reelscore.weight_profiles p
+    CROSS JOIN reelscore.scoring_state st
+    JOIN reelscore.movie_scores s ON s.profile_id = p.id AND s.movie_id = movie_score.movie_id
+                                 AND s.profile_version = p.current_version
+                                 AND s.definitions_version = st.definitions_version
+    WHERE p.name = movie_score.profile AND st.features_refreshed_at >= st.definitions_changed_at
+      AND NOT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id AND f.stale);
+    IF FOUND THEN
+      RETURN v_score;
+    END IF;
+  END IF;
+  RETURN (SELECT d.score FROM reelscore.movie_score_detail(movie_score.movie_id, movie_score.profile, p_user_id) d);
+END
+$$;
 COMMENT ON FUNCTION reelscore.movie_score(bigint, text, bigint) IS
   'Score of a movie (0..1) under a profile: precomputed when fresh, else computed from raw values. NULL when the movie has no data in any weighted category. With p_user_id, the user''s profile (own, assigned, else profile). Errors 22023: unknown movie or profile.';
 
