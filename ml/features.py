@@ -44,6 +44,12 @@ def weight_design(r: Ratings, mm: MovieMetrics, min_coverage: float = 0.2) -> We
     V = V[some]
     impute = np.nanmean(V, axis=0) if len(V) else np.zeros(len(cols))
     X = np.where(np.isnan(V), impute, V)
+    # A column that barely varies once imputed (a list metric whose present value is always
+    # the same, e.g. a boolean 'on the list' = 0.8) carries no signal under the serving rule
+    # (missing = skipped), and its float noise would buy a huge coefficient: leave it out.
+    varies = X.std(axis=0) > 1e-6 if len(X) else np.zeros(len(cols), dtype=bool)
+    cols = [c for c, ok in zip(cols, varies) if ok]
+    X, impute = X[:, varies], impute[varies]
     return WeightDesign(X=X, y=r.rating[keep], users=r.user_id[keep], movies=r.movie_id[keep],
                         codes=[mm.metric_codes[j] for j in cols],
                         categories=[mm.metric_categories[j] for j in cols],

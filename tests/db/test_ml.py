@@ -84,17 +84,18 @@ def world(db_url):
         c.execute("SELECT reelscore.refresh_features()")
         c.execute("SELECT * FROM reelscore.refresh_scores()")
         feats = dict(c.execute("SELECT movie_id, array[cat_rating, cat_financial] FROM reelscore.movie_features").fetchall())
-        users = []
+        users, rows = [], []
         for k in range(60):
             grp = k % 2
             uid = c.execute("INSERT INTO reelscore.users (username) VALUES (%s) RETURNING id", (f"planted{k}",)).fetchone()[0]
             for j in rng.choice(40, 25, replace=False):
                 mid = movies[j][0]
                 x = feats[mid][0] if grp == 0 else feats[mid][1]
-                r = float(np.clip(np.round(1 + 4 * x + rng.normal(0, 0.3)), 1, 5))
-                c.execute("INSERT INTO reelscore.metric_feedback (user_id, movie_id, user_rating) VALUES (%s, %s, %s)",
-                          (uid, mid, r))
+                rows.append((uid, mid, float(np.clip(np.round(1 + 4 * x + rng.normal(0, 0.3)), 1, 5))))
             users.append((uid, grp))
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO reelscore.metric_feedback (user_id, movie_id, user_rating) VALUES (%s, %s, %s)",
+                            rows)
     return {"movies": movies, "users": users, "features": feats}
 
 

@@ -119,3 +119,21 @@ def test_user_split_is_seeded_and_disjoint():
     a, b = features.user_split(users, 0.2, seed=9)
     a2, b2 = features.user_split(users, 0.2, seed=9)
     assert len(b) == 20 and not set(a) & set(b) and (a == a2).all() and (b == b2).all()
+
+
+def test_weight_design_drops_columns_without_variation():
+    """A boolean list metric present only as 0.8 is constant after mean imputation: it must
+    not enter the fit (float noise would buy it a huge coefficient)."""
+    from ml.dataset import MovieMetrics, Ratings
+    rng = np.random.default_rng(8)
+    n = 50
+    vals = np.full((n, 32), np.nan)
+    vals[:, 0] = rng.uniform(0, 1, n)                      # a real metric
+    vals[rng.choice(n, 20, replace=False), 1] = 0.8        # 'on the list'
+    codes = ["m0", "listed"] + [None] * 30
+    mm = MovieMetrics(np.arange(n), vals, np.full((n, 5), np.nan), codes, ["rating", "cultural"] + [None] * 30)
+    users = np.repeat(np.arange(20), 10)
+    movies = rng.integers(0, n, 200)
+    r = Ratings(users, movies, 1 + 4 * vals[movies, 0], np.zeros(200))
+    d = features.weight_design(r, mm, min_coverage=0.1)
+    assert d.codes == ["m0"] and d.X.shape == (200, 1)
