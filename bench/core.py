@@ -91,9 +91,9 @@ class Bench:
         self.rows: list[Row] = []
         self.log = log
         # time budget per row (seconds): counted calls/runs stop growing past it
-        self.budget_latency = 0.3 if smoke else 3.0
-        self.budget_throughput = 0.3 if smoke else 5.0
-        self.min_calls = 2 if smoke else 3
+        self.budget_latency = 0.3 if smoke else 2.0
+        self.budget_throughput = 0.3 if smoke else 4.0
+        self.min_calls = 2
         self.min_runs = 1 if smoke else 2
 
     # --- what exists ---------------------------------------------------------------

@@ -81,7 +81,7 @@ def run_one(url: str, script: str, clients: int, seconds: int, defines: dict[str
 def concurrency(b: Bench, p: Plan) -> None:
     g = "pgbench"
     clients_list = (1, 2) if p.smoke else (1, 2, 8, 32)
-    seconds = 1 if p.smoke else (3 if b.n <= 100_000 else 10)
+    seconds = 1 if p.smoke else (2 if b.n <= 100_000 else 10)
     if not (PGBIN / "pgbench").exists():
         b.unavailable(g, "pgbench", "concurrency", f"{PGBIN / 'pgbench'} not found")
         return
