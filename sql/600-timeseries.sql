@@ -93,6 +93,8 @@ DECLARE
   v_last_raw text;
   v_last_hour text;
   v_ids smallint[];
+  v_w integer;
+  v_wfrom timestamptz;
 BEGIN
   IF p_from IS NOT NULL AND p_to IS NOT NULL AND p_from >= p_to THEN
     RAISE EXCEPTION 'refresh window is empty: from % is not before to %', p_from, p_to
@@ -145,6 +147,27 @@ BEGIN
     GROUP BY 1, 2, 3
   $q$, v_last_hour) USING v_from, v_to, v_ids;
   GET DIAGNOSTICS v_d = ROW_COUNT;
+
+  -- Stage 1 of trending() for the configured windows: the least-squares slope of every
+  -- movie's normalized daily mean, top trend_candidates per metric kept.
+  FOREACH v_w IN ARRAY v_s.trend_windows LOOP
+    v_wfrom := reelscore.ts_bucket('1 day', now() - make_interval(days => v_w));
+    DELETE FROM reelscore.ts_trend_candidates c WHERE c.window_days = v_w;
+    INSERT INTO reelscore.ts_trend_candidates (metric_id, window_days, movie_id, ols_slope, days, window_from)
+    SELECT t.metric_id, v_w, t.movie_id, t.slope, t.n, v_wfrom
+    FROM (
+      SELECT s.metric_id, s.movie_id, regr_slope(s.y, s.x) AS slope, count(*)::integer AS n,
+             row_number() OVER (PARTITION BY s.metric_id ORDER BY regr_slope(s.y, s.x) DESC, s.movie_id) AS rn
+      FROM (SELECT r.metric_id, r.movie_id, extract(epoch FROM r.bucket - v_wfrom) / 86400.0 AS x,
+                   reelscore.normalize_with(p.normalization_type, p.args, r.sum_value / r.n) AS y
+            FROM reelscore.ts_rollup_daily r
+            JOIN reelscore.metric_norm_params p ON p.metric_id = r.metric_id
+            WHERE r.metric_id = ANY (v_ids) AND r.bucket >= v_wfrom) s
+      GROUP BY s.metric_id, s.movie_id
+      HAVING count(*) >= 3 AND regr_slope(s.y, s.x) > 0
+    ) t
+    WHERE t.rn <= v_s.trend_candidates;
+  END LOOP;
 
   UPDATE reelscore.ts_settings s
   SET refreshed_from = v_from,
@@ -232,7 +255,8 @@ COMMENT ON FUNCTION reelscore.daily_series(smallint, timestamptz, boolean) IS
 -- Which movies' metric rises fastest over the window. The series is each movie's daily
 -- mean, normalized with the metric's normalization (so slopes compare across movies: for
 -- logarithmic metrics it is relative growth). Stage 1 ranks every movie by least-squares
--- slope (one aggregate pass) and keeps p_candidates; stage 2 computes on those the robust
+-- slope and keeps p_candidates: read from ts_trend_candidates when refresh_rollups stored
+-- this window today, else one aggregate pass over the window; stage 2 computes on those the robust
 -- Theil-Sen slope (median of pairwise slopes) and the Mann-Kendall test (S, Kendall's tau,
 -- z with the no-ties variance n(n-1)(2n+5)/18 and continuity correction, two-sided p), and
 -- returns the k steepest rising movies by Theil-Sen slope.
@@ -251,7 +275,10 @@ DECLARE
   v_m reelscore.metric_norm_params%ROWTYPE;
   v_from timestamptz;
   v_cand integer;
+  v_s reelscore.ts_settings%ROWTYPE;
+  v_stored boolean;
 BEGIN
+  SELECT * INTO v_s FROM reelscore.ts_settings;
   SELECT * INTO v_m FROM reelscore.metric_norm_params p WHERE p.metric_code = trending.metric_code;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'unknown metric %', coalesce(quote_literal(trending.metric_code), 'NULL')
@@ -268,20 +295,44 @@ BEGIN
   v_from := reelscore.ts_bucket('1 day', now() - since);
   v_cand := coalesce(p_candidates, greatest(20 * k, 200));
 
+  -- Stage 1 precomputed by refresh_rollups for this window today? Then read it.
+  v_stored := NOT p_from_raw AND extract(epoch FROM since) / 86400.0 = ANY (v_s.trend_windows)
+    AND EXISTS (SELECT 1 FROM reelscore.ts_trend_candidates c
+                WHERE c.metric_id = v_m.metric_id AND c.window_days = extract(epoch FROM since) / 86400
+                  AND c.window_from = v_from)
+    AND v_cand <= v_s.trend_candidates;
+
   RETURN QUERY
-  WITH series AS MATERIALIZED (
-    SELECT s.movie_id, extract(epoch FROM s.day - v_from) / 86400.0 AS x, s.value AS raw,
-           reelscore.normalize_with(v_m.normalization_type, v_m.args, s.value) AS y
-    FROM reelscore.daily_series(v_m.metric_id, v_from, p_from_raw) s
-  ), candidates AS (
+  WITH stored AS (
+    SELECT c.movie_id FROM reelscore.ts_trend_candidates c
+    WHERE v_stored AND c.metric_id = v_m.metric_id AND c.window_days = extract(epoch FROM since) / 86400
+      AND c.days >= greatest(p_min_days, 3)
+    ORDER BY c.ols_slope DESC, c.movie_id
+    LIMIT v_cand
+  ), live AS (
     SELECT s.movie_id
-    FROM series s
+    FROM (SELECT d.movie_id, extract(epoch FROM d.day - v_from) / 86400.0 AS x,
+                 reelscore.normalize_with(v_m.normalization_type, v_m.args, d.value) AS y
+          FROM reelscore.daily_series(v_m.metric_id, v_from, p_from_raw) d
+          WHERE NOT v_stored) s
     GROUP BY s.movie_id
     HAVING count(*) >= greatest(p_min_days, 3) AND regr_slope(s.y, s.x) > 0
-    ORDER BY regr_slope(s.y, s.x) DESC
+    ORDER BY regr_slope(s.y, s.x) DESC, s.movie_id
     LIMIT v_cand
+  ), candidates AS (
+    SELECT * FROM stored UNION ALL SELECT * FROM live
   ), pts AS (
-    SELECT s.* FROM series s JOIN candidates c ON c.movie_id = s.movie_id
+    SELECT c.movie_id, extract(epoch FROM d.day - v_from) / 86400.0 AS x, d.value AS raw,
+           reelscore.normalize_with(v_m.normalization_type, v_m.args, d.value) AS y
+    FROM candidates c
+    CROSS JOIN LATERAL (
+      SELECT r.bucket AS day, r.sum_value / r.n AS value FROM reelscore.ts_rollup_daily r
+      WHERE NOT p_from_raw AND r.metric_id = v_m.metric_id AND r.movie_id = c.movie_id AND r.bucket >= v_from
+      UNION ALL
+      SELECT reelscore.ts_bucket('1 day', t.time), avg(t.value) FROM reelscore.metric_timeseries t
+      WHERE p_from_raw AND t.movie_id = c.movie_id AND t.metric_id = v_m.metric_id AND t.time >= v_from
+      GROUP BY 1
+    ) d
   ), pairs AS (
     SELECT a.movie_id, (b.y - a.y) / (b.x - a.x) AS slope, (b.raw - a.raw) / (b.x - a.x) AS raw_slope,
            sign(b.y - a.y) AS sgn
@@ -315,7 +366,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION reelscore.trending(text, interval, integer, boolean, integer, integer) IS
-  'The k movies whose metric rises fastest over the last `since`: Theil-Sen slope per day of the normalized daily mean (and of the raw value), Kendall''s tau, the Mann-Kendall z and its two-sided p-value. Reads the daily rollup (p_from_raw: the raw points, for comparison). Candidates come from a least-squares pre-ranking (p_candidates, default max(20k, 200)).';
+  'The k movies whose metric rises fastest over the last `since`: Theil-Sen slope per day of the normalized daily mean (and of the raw value), Kendall''s tau, the Mann-Kendall z and its two-sided p-value. Reads the daily rollup (p_from_raw: the raw points, for comparison). Candidates come from a least-squares pre-ranking (p_candidates, default max(20k, 200)), stored by refresh_rollups for the ts_settings.trend_windows (days) and computed live otherwise.';
 
 -- Sudden spikes: days in the recent window whose daily mean stands p_z standard deviations
 -- above the movie's own daily means over the p_history before the window.

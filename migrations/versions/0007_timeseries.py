@@ -47,8 +47,26 @@ def upgrade() -> None:
       raw_retained_from      timestamptz,   -- raw points before this were dropped by retention
       last_refresh_at        timestamptz,
       last_refresh_ms        double precision,
+      -- trending(): windows (days) whose least-squares pre-ranking refresh_rollups stores,
+      -- and how many candidates per metric and window it keeps.
+      trend_windows          integer[] NOT NULL DEFAULT '{7,30}',
+      trend_candidates       integer NOT NULL DEFAULT 2000 CHECK (trend_candidates BETWEEN 10 AND 100000),
       rollup_path            text NOT NULL
     );
+
+    -- Stage 1 of trending(), precomputed by refresh_rollups: per metric and window, the
+    -- movies with the steepest least-squares slope of the normalized daily mean.
+    CREATE TABLE reelscore.ts_trend_candidates (
+      metric_id     smallint NOT NULL,
+      window_days   integer NOT NULL,
+      movie_id      bigint NOT NULL,
+      ols_slope     double precision NOT NULL,
+      days          integer NOT NULL,
+      window_from   timestamptz NOT NULL,
+      computed_at   timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (metric_id, window_days, movie_id)
+    );
+    CREATE INDEX ts_trend_candidates_rank ON reelscore.ts_trend_candidates (metric_id, window_days, ols_slope DESC);
     -- Continuous aggregates need TimescaleDB's TSL build; the Apache build (and plain
     -- PostgreSQL) take the portable path: tables of partial state refreshed for a window.
     INSERT INTO reelscore.ts_settings (rollup_path)
@@ -67,5 +85,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     run_sql(r"""
-    DROP TABLE IF EXISTS reelscore.ts_settings, reelscore.ts_rollup_daily, reelscore.ts_rollup_hourly CASCADE;
+    DROP TABLE IF EXISTS reelscore.ts_trend_candidates, reelscore.ts_settings, reelscore.ts_rollup_daily, reelscore.ts_rollup_hourly CASCADE;
     """)

@@ -244,3 +244,28 @@ def test_refresh_cli_runs_the_sql_refreshes(db_url, conn, monkeypatch, capsys):
     assert out.count("coverage snapshot") == 2 and out.count("rollups:") == 2
     assert conn.execute("select count(*) from reelscore.coverage_snapshots").fetchone()[0] == before + 2
     assert main(["refresh", "--every", "0.1"]) == 1
+
+
+def test_trending_stage_one_is_stored_by_the_refresh(conn, synth):
+    # refresh_rollups stored the 30-day pre-ranking; trending reads it, and the live path
+    # (a window not in trend_windows: 29 days) agrees with scipy too.
+    n = conn.execute("select count(*) from reelscore.ts_trend_candidates where window_days = 30").fetchone()[0]
+    assert n > 0
+    rows = conn.execute("select movie_id, slope_per_day from reelscore.trending('tmdb_popularity', '29 days', 9)"
+                        ).fetchall()
+    assert {r[0] for r in rows} == set(synth.risers)
+    for movie, slope in rows:
+        x, y, _ = _series(conn, movie, 29)
+        assert slope == pytest.approx(stats.theilslopes(y, x)[0], rel=1e-9)
+
+
+def test_roles_for_time_series(conn, role_conn, synth):
+    r = role_conn("read")
+    assert len(r.execute("select * from reelscore.trending('tmdb_popularity', '30 days', 3)").fetchall()) == 3
+    r.execute("select * from reelscore.metric_rollup_weekly limit 1").fetchall()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        r.execute("select * from reelscore.refresh_rollups()")
+    w = role_conn("write")
+    assert w.execute("select hourly_rows from reelscore.refresh_rollups()").fetchone()[0] > 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        w.execute("select reelscore.apply_retention('400 days')")
