@@ -195,13 +195,14 @@ GRANT EXECUTE ON FUNCTION
 -- Readers see rollups, settings and the analyses; writers refresh the rollups (append and
 -- replace rollup rows); admins apply retention (deletes raw points) and schedule jobs.
 GRANT SELECT ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily, reelscore.ts_settings,
-  reelscore.metric_rollup_hourly, reelscore.metric_rollup_daily, reelscore.metric_rollup_weekly TO reelscore_read;
+  reelscore.ts_trend_candidates, reelscore.metric_rollup_hourly, reelscore.metric_rollup_daily, reelscore.metric_rollup_weekly TO reelscore_read;
 GRANT EXECUTE ON FUNCTION reelscore.ts_bucket(interval, timestamptz), reelscore.normal_two_sided_p(float8),
   reelscore.daily_series(smallint, timestamptz, boolean),
   reelscore.trending(text, interval, integer, boolean, integer, integer),
   reelscore.spikes(text, interval, float8, interval, integer), reelscore.seasonal_by_genre(text, interval)
   TO reelscore_read;
-GRANT INSERT, DELETE ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily TO reelscore_write;
+GRANT INSERT, DELETE ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily, reelscore.ts_trend_candidates
+  TO reelscore_write;
 GRANT UPDATE ON reelscore.ts_settings TO reelscore_write;
 GRANT EXECUTE ON FUNCTION reelscore.refresh_rollups(timestamptz, timestamptz) TO reelscore_write;
 GRANT DELETE ON reelscore.metric_timeseries TO reelscore_admin;
