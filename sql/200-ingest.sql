@@ -540,7 +540,7 @@ DECLARE
   v_movie bigint;
   v_date date;
 BEGIN
-  IF p_doc IS NULL OR jsonb_typeof(p_doc) <> 'object' OR jsonb_typeof(p_doc -> 'id') <> 'number' THEN
+  IF p_doc IS NULL OR jsonb_typeof(p_doc) <> 'object' OR coalesce(jsonb_typeof(p_doc -> 'id'), 'missing') <> 'number' THEN
     RAISE EXCEPTION 'ingest_tmdb: not a TMDb movie-details document (an object with a numeric "id")'
       USING ERRCODE = 'invalid_parameter_value', DETAIL = left(coalesce(p_doc::text, 'NULL'), 200);
   END IF;

@@ -15,6 +15,9 @@ def register(sub) -> None:
                     "or --mapping). Exits 1 if any row was rejected.")
     p.add_argument("file", help="the input file, or - for standard input")
     p.add_argument("--format", choices=("csv", "jsonl"), help="input format (default: from the file name)")
+    p.add_argument("--adapter", choices=("tmdb", "omdb"),
+                   help="the file holds TMDb movie-details or OMDb documents, one JSON object per line: "
+                        "movies are found or created, their metrics upserted (reelscore.ingest_tmdb/ingest_omdb)")
     p.add_argument("--layout", choices=("auto", "long", "wide"), default="auto",
                    help="one value per line (long) or one movie per line (wide); default: from the header")
     p.add_argument("--map", action="append", default=[], metavar="COLUMN=METRIC",
@@ -74,8 +77,13 @@ def run(args) -> int:
     with connect() as conn:
         set_actor(conn, None, f"reelscore load {args.file}")
         conn.commit()
+        if args.adapter:
+            if stdin:
+                raise CommandError("--adapter reads a file, not standard input")
+            from reelscore.ingest.adapters import load_documents
+            summary = load_documents(conn, args.file, args.adapter, observed_at=args.observed_at, source=args.source)
         try:
-            summary = load_file(conn, args.file, fmt=args.format or ("csv" if stdin else None), layout=args.layout,
+            summary = summary if args.adapter else load_file(conn, args.file, fmt=args.format or ("csv" if stdin else None), layout=args.layout,
                                 mapping=mapping, id_column=id_column, movie_key=movie_key,
                                 ignore_unmapped=args.ignore_unmapped, batch_rows=args.batch_rows,
                                 observed_at=args.observed_at, source=args.source or ("stdin" if stdin else None),

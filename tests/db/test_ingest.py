@@ -399,3 +399,21 @@ def test_demo_data_vega_and_facts(db_url):
         assert afi == (100.0,)
         again = demo.load_vega(c)
         assert again[1] == 0 and again[2].inserted == 0 and again[2].unchanged == expected
+
+
+def test_load_adapter_documents_from_the_cli(conn, tmp_path, monkeypatch, db_url, capsys):
+    docs = [dict(TMDB, id=700001, imdb_id="tt7000001", title="Adapter One"),
+            "not json", {"title": "no id"},
+            dict(TMDB, id=700002, imdb_id="tt7000002", title="Adapter Two", vote_average=11.5)]
+    path = write(tmp_path, "tmdb.jsonl", "\n".join(d if isinstance(d, str) else json.dumps(d) for d in docs) + "\n")
+    monkeypatch.setenv("REELSCORE_DATABASE_URL", db_url)
+    from reelscore.cli import main
+    assert main(["load", str(path), "--adapter", "tmdb", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    # film one: 4 metrics (revenue 0 is missing); film two: 3 (its rating refused)
+    assert "7 inserted" in out and "3 rejected" in out
+    reasons = [r[0] for r in conn.execute("""select reason from reelscore.load_rejections
+        where source_name = 'tmdb.jsonl' order by line_no""").fetchall()]
+    assert "invalid JSON" in reasons[0] and "not a TMDb movie-details document" in reasons[1]
+    assert reasons[2].startswith("tmdb_rating: value 11.5")
+    assert conn.execute("select count(*) from reelscore.movies where tmdb_id in (700001, 700002)").fetchone()[0] == 2
