@@ -513,3 +513,45 @@ def test_roles(data, role_conn):
                          "ORDER BY id LIMIT 1").fetchone()[0] == "alice"
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         read.execute("SELECT reelscore.rescore_profile_id(1)")
+
+
+def test_movie_features_match_the_registry(conn, data):
+    """nvec by slot (0 where missing), pvec/present, and cat_* = registry-weighted mean of present metrics."""
+    defs = load_defs(conn)
+    vals = load_values(conn)
+    by_id = {d["id"]: d for d in defs}
+    rows = conn.execute("""SELECT movie_id, nvec, pvec, present::text, n_present, cat_rating, cat_award, cat_financial,
+                                  cat_cultural, cat_popularity FROM reelscore.movie_features
+                           WHERE movie_id BETWEEN 1 AND 300 ORDER BY movie_id""").fetchall()
+    assert len(rows) == 300
+    for movie_id, nvec, pvec, present, n_present, *cats in rows:
+        v = vals.get(movie_id, {})
+        exp_n = np.zeros(32)
+        exp_p = np.zeros(32)
+        for mid, raw in v.items():
+            d = by_id[mid]
+            exp_n[d["slot"] - 1] = normalize(d, raw)
+            exp_p[d["slot"] - 1] = 1
+        assert np.allclose(np.asarray(nvec), exp_n, atol=1e-6), movie_id
+        assert np.array_equal(np.asarray(pvec), exp_p)
+        assert present == "".join(str(int(x)) for x in exp_p)
+        assert n_present == len(v)
+        for cat, got in zip(CATS, cats):
+            ws = [(by_id[mid]["nw"], normalize(by_id[mid], raw)) for mid, raw in v.items()
+                  if by_id[mid]["category"] == cat and by_id[mid]["nw"] > 0]
+            if not ws:
+                assert got is None
+            else:
+                assert got == pytest.approx(sum(w * x for w, x in ws) / sum(w for w, _ in ws), abs=1e-12)
+
+
+def test_deleting_a_movie_removes_its_features_and_scores(conn, data):
+    conn.execute("INSERT INTO reelscore.movies (id, title) VALUES (2001, 'Doomed')")
+    conn.execute("""INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value)
+                    SELECT 2001, id, 9.5 FROM reelscore.metric_definitions WHERE code = 'imdb_rating'""")
+    assert conn.execute("SELECT count(*) FROM reelscore.movie_scores WHERE movie_id = 2001").fetchone()[0] >= 6
+    top = conn.execute("SELECT movie_id FROM reelscore.top_movies('balanced', 300)").fetchall()
+    assert (2001,) in top
+    conn.execute("DELETE FROM reelscore.movies WHERE id = 2001")
+    assert conn.execute("SELECT count(*) FROM reelscore.movie_scores WHERE movie_id = 2001").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM reelscore.movie_features WHERE movie_id = 2001").fetchone()[0] == 0
