@@ -445,6 +445,7 @@ DECLARE
   v_joins text := CASE WHEN v_needs_f THEN 'JOIN reelscore.movie_features f ON f.movie_id = s.movie_id ' ELSE '' END
                || CASE WHEN v_needs_m THEN 'JOIN reelscore.movies m ON m.id = s.movie_id ' ELSE '' END;
   v_pred text := reelscore.search_predicate(p_tree);
+  v_rare jsonb;
 BEGIN
   IF p_mode = 'prefix' THEN
     RETURN 'SELECT coalesce(array_agg(q.movie_id ORDER BY q.score DESC NULLS LAST, q.movie_id), ''{}'') FROM ('
@@ -478,8 +479,22 @@ BEGIN
     -- All three in one statement (one planning): the walk, the full search only when the
     -- walk did not fill the page (a CASE runs its subquery only when that branch is taken),
     -- then the rows.
-    RETURN 'WITH walk AS MATERIALIZED (SELECT CASE WHEN $4 + $3 <= $5 THEN ('
-        || reelscore.search_query(p_tree, 'prefix') || ') END AS ids), '
+    -- When the category conditions every match must meet (those not under an "any") leave
+    -- fewer than 2000 movies, the walk is skipped: the full search over so few is cheap, and
+    -- the walk would likely test its 1000 rows in vain (the seed's hidden gems).
+    SELECT coalesce(jsonb_agg(a ORDER BY (a ->> 'i')::integer), '[]') INTO v_rare
+    FROM jsonb_path_query(p_tree, 'strict $.**') AS a
+    WHERE jsonb_typeof(a) = 'object' AND a ->> 'kind' = 'category'
+      AND NOT EXISTS (SELECT 1 FROM jsonb_path_query(p_tree, 'strict $.**') AS o
+                      WHERE jsonb_typeof(o) = 'object' AND o ->> 'op' = 'or'
+                        AND jsonb_path_exists(o, 'strict $.**.i ? (@ == $i)', jsonb_build_object('i', a -> 'i')));
+    RETURN 'WITH walk AS MATERIALIZED (SELECT CASE WHEN $4 + $3 <= $5'
+        || CASE WHEN jsonb_array_length(v_rare) > 0
+                THEN ' AND (SELECT count(*) FROM (SELECT 1 FROM reelscore.movie_features f WHERE '
+                     || reelscore.search_predicate(jsonb_build_object('op', 'and', 'items', v_rare))
+                     || ' LIMIT 2000) few) >= 2000'
+                ELSE '' END
+        || ' THEN (' || reelscore.search_query(p_tree, 'prefix') || ') END AS ids), '
         || 'pick AS MATERIALIZED (SELECT CASE WHEN cardinality(walk.ids) >= $3 THEN walk.ids ELSE ('
         || reelscore.search_query(p_tree, 'full') || ') END AS ids FROM walk) '
         || replace(reelscore.search_query(p_tree, 'rows'), '$6::bigint[]', '(SELECT pick.ids FROM pick)');
