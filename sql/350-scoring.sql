@@ -698,7 +698,10 @@ SELECT p.id AS profile_id, p.name AS profile, p.active, p.current_version,
        (s.profile_id IS NULL AND p.active AND coalesce((p.config ->> 'precompute')::boolean, true)
         OR s.profile_version IS DISTINCT FROM p.current_version AND s.profile_id IS NOT NULL
         OR s.definitions_version < st.definitions_version
-        OR s.stats_refreshed_at IS DISTINCT FROM st.stats_refreshed_at AND s.profile_id IS NOT NULL) AS needs_full_rescore,
+        OR s.stats_refreshed_at IS DISTINCT FROM st.stats_refreshed_at AND s.profile_id IS NOT NULL
+        -- deactivated, or precompute turned off: the rescore drops its scores
+        OR s.profile_id IS NOT NULL AND NOT (p.active AND coalesce((p.config ->> 'precompute')::boolean, true))
+       ) AS needs_full_rescore,
        (SELECT count(*) FROM reelscore.movie_features f WHERE f.stale) AS stale_movies,
        coalesce(st.features_refreshed_at >= st.definitions_changed_at, false) AS features_current
 FROM reelscore.weight_profiles p

@@ -253,3 +253,16 @@ def test_admin_role_edits_read_role_cannot(conn, role_conn):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         read.execute("INSERT INTO reelscore.weight_profile_history (profile_id, target, operation, changed_by) "
                      "VALUES (1, 'profile', 'UPDATE', 'forger')")
+
+
+def test_deactivated_profile_loses_its_precomputed_scores(conn):
+    conn.execute("""SELECT reelscore.save_profile('retiring', '{"rating": 1}')""")
+    pid = conn.execute("SELECT reelscore.profile_id('retiring')").fetchone()[0]
+    assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"reelscore.movie_scores_p{pid}",)).fetchone()[0]
+    conn.execute("UPDATE reelscore.weight_profiles SET active = false WHERE id = %s", (pid,))
+    assert conn.execute("SELECT needs_full_rescore FROM reelscore.score_staleness WHERE profile_id = %s",
+                        (pid,)).fetchone()[0]
+    conn.execute("SELECT * FROM reelscore.refresh_scores()")
+    assert conn.execute("SELECT to_regclass(%s) IS NULL", (f"reelscore.movie_scores_p{pid}",)).fetchone()[0]
+    assert not conn.execute("SELECT needs_full_rescore FROM reelscore.score_staleness WHERE profile_id = %s",
+                            (pid,)).fetchone()[0]
