@@ -105,6 +105,7 @@ BEGIN
     INTO v_group_aggs FROM unnest(v_masks) WITH ORDINALITY AS g(m, i);
 
   v_sql := format($q$
+    INSERT INTO pg_temp.coverage_per_decade
     WITH pm AS (
       SELECT v.movie_id, bit_or(%s) AS mask
       FROM reelscore.metric_values v
@@ -138,7 +139,7 @@ BEGIN
   -- Grouping 1M movies by hashing spills; the primary key's order makes it a stream.
   PERFORM set_config('enable_hashagg', 'off', true);
   PERFORM set_config('enable_hashjoin', 'off', true);
-  EXECUTE 'INSERT INTO pg_temp.coverage_per_decade ' || v_sql;
+  EXECUTE v_sql;
   PERFORM set_config('enable_hashagg', v_hashagg, true);
   PERFORM set_config('enable_hashjoin', v_hashjoin, true);
 
