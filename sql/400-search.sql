@@ -480,8 +480,10 @@ BEGIN
     -- walk did not fill the page (a CASE runs its subquery only when that branch is taken),
     -- then the rows.
     -- When the category conditions every match must meet (those not under an "any") leave
-    -- fewer than 2000 movies, the walk is skipped: the full search over so few is cheap, and
-    -- the walk would likely test its 1000 rows in vain (the seed's hidden gems).
+    -- fewer than 300 movies, the walk is skipped: the full search over so few is cheap, and
+    -- the walk would likely test its 1000 rows in vain (the seed's hidden gems). Not higher:
+    -- "high" conditions correlate with the score, so a walk often fills the page in a few
+    -- dozen rows even when the matches are 1% of the catalogue (highly rated: 858 of 95k).
     SELECT coalesce(jsonb_agg(a ORDER BY (a ->> 'i')::integer), '[]') INTO v_rare
     FROM jsonb_path_query(p_tree, 'strict $.**') AS a
     WHERE jsonb_typeof(a) = 'object' AND a ->> 'kind' = 'category'
@@ -492,7 +494,7 @@ BEGIN
         || CASE WHEN jsonb_array_length(v_rare) > 0
                 THEN ' AND (SELECT count(*) FROM (SELECT 1 FROM reelscore.movie_features f WHERE '
                      || reelscore.search_predicate(jsonb_build_object('op', 'and', 'items', v_rare))
-                     || ' LIMIT 2000) few) >= 2000'
+                     || ' LIMIT 300) few) >= 300'
                 ELSE '' END
         || ' THEN (' || reelscore.search_query(p_tree, 'prefix') || ') END AS ids), '
         || 'pick AS MATERIALIZED (SELECT CASE WHEN cardinality(walk.ids) >= $3 THEN walk.ids ELSE ('
