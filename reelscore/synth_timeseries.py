@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -66,7 +66,7 @@ def generate(conn: psycopg.Connection, movies: int = 100_000, days: int = 365, s
     if movies < 1 or days < 2:
         raise ValueError("movies >= 1 and days >= 2")
     rng = np.random.default_rng(seed)
-    end = end or datetime.now(timezone.utc).date()
+    end = end or datetime.now(UTC).date()
     start = end - timedelta(days=days - 1)
     mlist = _ensure_movies(conn, movies, rng)
     ids = np.array([m[0] for m in mlist], dtype=np.int64)
@@ -93,8 +93,8 @@ def generate(conn: psycopg.Connection, movies: int = 100_000, days: int = 365, s
 
     truth = Truth(movie_ids=ids.tolist(), start=start, end=end, rise_days=rise_days)
     order = rng.permutation(n)
-    n_rise = int(round(riser_share * n))
-    n_spike = int(round(spike_share * n))
+    n_rise = round(riser_share * n)
+    n_spike = round(spike_share * n)
     rise_idx = order[:n_rise]
     spike_idx = order[n_rise:n_rise + n_spike]
     rates = rng.uniform(0.03, 0.05, size=n_rise)
@@ -112,7 +112,7 @@ def generate(conn: psycopg.Connection, movies: int = 100_000, days: int = 365, s
     popularity = np.round(level, 3)
     votes = np.floor(rng.lognormal(7.0, 1.5, size=n)[:, None] + np.cumsum(2.0 * level, axis=1))
 
-    stamps = [datetime(d.year, d.month, d.day, 12, tzinfo=timezone.utc).isoformat() for d in dates]
+    stamps = [datetime(d.year, d.month, d.day, 12, tzinfo=UTC).isoformat() for d in dates]
     table = "reelscore.metric_timeseries"
     with conn.transaction():
         if normalize:

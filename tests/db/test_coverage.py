@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -46,7 +46,7 @@ def _load_random(conn, rng, n_movies, defs, start_id=1):
         with cur.copy("copy reelscore.movies (id, title, release_date) from stdin") as cp:
             for m in movies:
                 cp.write_row(m)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     values = []
     cover = {mid: rng.choice([0.05, 0.3, 0.6, 0.9]) for mid in defs}
     for (mid_movie, _, _) in movies:

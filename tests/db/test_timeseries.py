@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -15,8 +15,6 @@ import pytest
 from scipy import stats
 
 from reelscore.synth_timeseries import generate
-
-UTC = timezone.utc
 
 
 def _hour(t):
@@ -76,7 +74,7 @@ def test_rollups_equal_aggregates_of_raw_points(conn):
     points = []
     for mid in (27, 2):
         for movie in range(1, 6):
-            secs = rng.sample(range(0, 10 * 86400 - 1), 60)
+            secs = rng.sample(range(10 * 86400 - 1), 60)
             for s in secs:
                 t = start + timedelta(seconds=s)
                 if t < now:
@@ -114,7 +112,7 @@ def test_retention_drops_only_rolled_up_raw_points_and_keeps_rollups(conn):
     _clear(conn)
     now = datetime.now(UTC)
     points = [(27, m, _day(now) - timedelta(days=d) + timedelta(hours=13), float(10 * m + d))
-              for m in (1, 2) for d in range(0, 20)]
+              for m in (1, 2) for d in range(20)]
     points = [p for p in points if p[2] < now]
     _insert(conn, points)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="retention age"):
