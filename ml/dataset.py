@@ -20,7 +20,7 @@ class Ratings:
     def __len__(self) -> int:
         return len(self.rating)
 
-    def subset(self, mask: np.ndarray) -> "Ratings":
+    def subset(self, mask: np.ndarray) -> Ratings:
         return Ratings(self.user_id[mask], self.movie_id[mask], self.rating[mask], self.ts[mask])
 
 

@@ -61,7 +61,7 @@ def user_split(users: np.ndarray, test_share: float = 0.2, seed: int = 42) -> tu
     u = np.unique(users)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(u)
-    n_test = int(round(len(u) * test_share))
+    n_test = round(len(u) * test_share)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 

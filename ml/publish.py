@@ -4,14 +4,14 @@ registry row (parameters and every evaluation figure), profiles through the SQL 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
 
 def new_version(prefix: str) -> str:
     """A model version: prefix plus the UTC time to the second ('nnls-20261126T071502')."""
-    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    return f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
 
 
 def _json(obj):

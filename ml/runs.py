@@ -5,7 +5,7 @@ model registry row (reelscore.ml_models.metrics)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def _end_reads(conn) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _adhoc_scores(conn, weights: dict, movie_ids: np.ndarray) -> np.ndarray:
@@ -103,8 +103,8 @@ def run_weights(conn, seed: int = 42, test_share: float = 0.2, min_coverage: flo
               "heldout_users": [int(u) for u in test_users]}
     metrics = {"heldout_ndcg10": summary, "learned_minus_other": comparisons,
                "train_rmse_within_user": fit.train_rmse, "train_ratings": int(tr.sum()),
-               "train_users": int(len(train_users)), "heldout_ratings": int(te.sum()),
-               "heldout_users": int(len(test_users)), "gain": "2^rating - 1", "k": 10}
+               "train_users": len(train_users), "heldout_ratings": int(te.sum()),
+               "heldout_users": len(test_users), "gain": "2^rating - 1", "k": 10}
     _end_reads(conn)
     with conn.transaction():
         model_id = publish.register_model(conn, "weights", version, "nnls-within-user", params, metrics,
@@ -117,7 +117,7 @@ def run_weights(conn, seed: int = 42, test_share: float = 0.2, min_coverage: flo
     return {"model_id": model_id, "version": version, "profile": LEARNED_PROFILE, "profile_version": pver,
             "category_weights": cat_w, "metric_weights": params["metric_weights"],
             "heldout_ndcg10": summary, "learned_minus_other": comparisons,
-            "train_ratings": int(tr.sum()), "heldout_users": int(len(test_users))}
+            "train_ratings": int(tr.sum()), "heldout_users": len(test_users)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def run_clusters(conn, seed: int = 42, min_ratings: int = 20, k_range: tuple[int
         if labels_used[label] > 1:
             label = f"{label} ({labels_used[label]})"
         row = {"cluster_no": c, "label": label, "description": desc, "centroid": cl.centroids[c],
-               "centroid_raw": raw, "size": int(len(members)),
+               "centroid_raw": raw, "size": len(members),
                "stats": {"median_ratings": float(np.median(counts[cl.labels == c]))}}
         mask = np.isin(design.users, members)
         if mask.sum() >= 200:
@@ -167,10 +167,10 @@ def run_clusters(conn, seed: int = 42, min_ratings: int = 20, k_range: tuple[int
               "feature_names": names, "mean": cl.mean, "scale": cl.scale, "n_init": 20}
     metrics = {"k": cl.k, "silhouette": {str(k): v for k, v in cl.silhouette.items()},
                "inertia": {str(k): v for k, v in cl.inertia.items()},
-               "sizes": [c["size"] for c in clusters], "users": int(len(ids))}
+               "sizes": [c["size"] for c in clusters], "users": len(ids)}
     _end_reads(conn)
     with conn.transaction():
-        model_id = publish.register_model(conn, "clusters", version, "kmeans", params, metrics, int(len(ids)))
+        model_id = publish.register_model(conn, "clusters", version, "kmeans", params, metrics, len(ids))
         for c in clusters:
             if "profile" in c:
                 publish.save_profile(
@@ -343,10 +343,10 @@ def run_factors(conn, seed: int = 42, folds: int = 5, cv: bool = True, als: dict
         pred_placed = np.clip(model.mu + model.bu[hu] + pv[:, -1]
                               + np.einsum("ij,ij->i", model.P[hu], pv[:, :als["factors"]]), 1, 5)
         pred_nothing = np.clip(model.mu + model.bu[hu], 1, 5)
-        cold_report = {"heldout_movies": int(len(hold)), "ratings": int(in_hold.sum()),
+        cold_report = {"heldout_movies": len(hold), "ratings": int(in_hold.sum()),
                        "rmse_placed_by_metrics": evaluate.rmse(pred_placed, r.rating[in_hold]),
                        "rmse_user_mean_only": evaluate.rmse(pred_nothing, r.rating[in_hold])}
-        rated = set(int(m) for m in mids)
+        rated = {int(m) for m in mids}
         cold_ids = [j for j, m in enumerate(mm.movie_id) if int(m) not in rated]
         if cold_ids:
             vecs = ridge.predict(feats(np.array(cold_ids)))
@@ -394,7 +394,7 @@ def measure_recommend(conn, user_ids: np.ndarray, n_users: int = 200, seed: int 
             overlap.append(len(set(got) & set(exact)) / max(1, len(exact)))
     _end_reads(conn)
     t = np.array(times)
-    return {"users": int(len(sample)), "k": k, "p50_ms": float(np.percentile(t, 50)),
+    return {"users": len(sample), "k": k, "p50_ms": float(np.percentile(t, 50)),
             "p95_ms": float(np.percentile(t, 95)), "max_ms": float(t.max()),
             "recall_vs_exact": float(np.mean(overlap)), "min_recall_vs_exact": float(np.min(overlap))}
 

@@ -144,7 +144,7 @@ class BiasedALS:
         return vecs, bias
 
     def fit(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
-            n_users: int, n_items: int) -> "BiasedALS":
+            n_users: int, n_items: int) -> BiasedALS:
         rng = np.random.default_rng(self.seed)
         users = np.asarray(users)
         items = np.asarray(items)
@@ -176,7 +176,7 @@ class BaselineOnly:
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, iterations: int = 10):
         self.reg_user, self.reg_item, self.iterations = reg_user, reg_item, iterations
 
-    def fit(self, users, items, ratings, n_users: int, n_items: int) -> "BaselineOnly":
+    def fit(self, users, items, ratings, n_users: int, n_items: int) -> BaselineOnly:
         r = np.asarray(ratings, dtype=float)
         self.mu = float(r.mean())
         self.bu = np.zeros(n_users)
@@ -194,7 +194,7 @@ class BaselineOnly:
 
 
 class GlobalMean:
-    def fit(self, users, items, ratings, n_users: int, n_items: int) -> "GlobalMean":
+    def fit(self, users, items, ratings, n_users: int, n_items: int) -> GlobalMean:
         self.mu = float(np.mean(ratings))
         return self
 

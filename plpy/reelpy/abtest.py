@@ -11,8 +11,17 @@
 Everything is checked against scipy in tests/unit/test_ml_abtest.py."""
 import math
 
-__all__ = ["norm_cdf", "norm_ppf", "t_cdf", "t_ppf", "welch_t_test", "two_proportion_z_test",
-           "sample_size_means", "sample_size_proportions", "analyze"]
+__all__ = [
+    "analyze",
+    "norm_cdf",
+    "norm_ppf",
+    "sample_size_means",
+    "sample_size_proportions",
+    "t_cdf",
+    "t_ppf",
+    "two_proportion_z_test",
+    "welch_t_test",
+]
 
 
 # ---- distributions -------------------------------------------------------------------
@@ -34,7 +43,7 @@ def norm_ppf(p):
             return -math.inf
         if p == 1.0:
             return math.inf
-        raise ValueError("probability must be in [0, 1], got %r" % (p,))
+        raise ValueError(f"probability must be in [0, 1], got {p!r}")
     a = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
          1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00)
     b = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
@@ -126,7 +135,7 @@ def t_ppf(p, df):
     """Student t quantile: Newton's method from the normal quantile, safeguarded by a
     bracket that falls back to bisection."""
     if not 0.0 < p < 1.0:
-        raise ValueError("probability must be in (0, 1), got %r" % (p,))
+        raise ValueError(f"probability must be in (0, 1), got {p!r}")
     if p == 0.5:
         return 0.0
     if p < 0.5:
@@ -158,7 +167,7 @@ def welch_t_test(n1, mean1, var1, n2, mean2, var2, alpha=0.05):
     from each arm's size, mean and sample variance (ddof=1). Returns the difference,
     its standard error, t, Welch-Satterthwaite df, the p-value and the (1-alpha) CI."""
     if n1 < 2 or n2 < 2:
-        raise ValueError("each arm needs at least 2 observations (got %d and %d)" % (n1, n2))
+        raise ValueError(f"each arm needs at least 2 observations (got {n1} and {n2})")
     s1, s2 = var1 / n1, var2 / n2
     se = math.sqrt(s1 + s2)
     diff = mean2 - mean1
@@ -179,7 +188,7 @@ def two_proportion_z_test(x1, n1, x2, n2, alpha=0.05):
     """Two-sided z-test of p2 - p1 (successes x out of n per arm): pooled standard error
     for the test statistic, unpooled (Wald) standard error for the (1-alpha) CI."""
     if n1 < 1 or n2 < 1:
-        raise ValueError("each arm needs at least 1 observation (got %d and %d)" % (n1, n2))
+        raise ValueError(f"each arm needs at least 1 observation (got {n1} and {n2})")
     p1, p2 = x1 / n1, x2 / n2
     pooled = (x1 + x2) / (n1 + n2)
     se0 = math.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
@@ -200,9 +209,9 @@ def sample_size_means(sd, mde, alpha=0.05, power=0.8, split=0.5):
     means `mde` with a two-sided test at `alpha` and the given power, when both arms have
     standard deviation `sd` and a share `split` of traffic goes to the experiment."""
     if sd <= 0 or mde <= 0:
-        raise ValueError("sd and mde must be positive (got %r, %r)" % (sd, mde))
+        raise ValueError(f"sd and mde must be positive (got {sd!r}, {mde!r})")
     if not 0 < split < 1:
-        raise ValueError("split must be in (0, 1), got %r" % (split,))
+        raise ValueError(f"split must be in (0, 1), got {split!r}")
     z = norm_ppf(1 - alpha / 2) + norm_ppf(power)
     # Var(diff) = sd^2 (1/n_c + 1/n_e) with n_c = N(1-split), n_e = N split.
     total = (z * sd / mde) ** 2 * (1.0 / (1 - split) + 1.0 / split)
@@ -214,9 +223,9 @@ def sample_size_proportions(p1, mde, alpha=0.05, power=0.8, split=0.5):
     (two-sided, unpooled normal approximation)."""
     p2 = p1 + mde
     if not (0 < p1 < 1 and 0 < p2 < 1) or mde == 0:
-        raise ValueError("rates must stay inside (0, 1) and mde must be non-zero (p1=%r, mde=%r)" % (p1, mde))
+        raise ValueError(f"rates must stay inside (0, 1) and mde must be non-zero (p1={p1!r}, mde={mde!r})")
     if not 0 < split < 1:
-        raise ValueError("split must be in (0, 1), got %r" % (split,))
+        raise ValueError(f"split must be in (0, 1), got {split!r}")
     z = norm_ppf(1 - alpha / 2) + norm_ppf(power)
     total = (z / mde) ** 2 * (p1 * (1 - p1) / (1 - split) + p2 * (1 - p2) / split)
     return math.ceil(total * (1 - split)), math.ceil(total * split)
@@ -241,19 +250,19 @@ def analyze(kind, control, experiment, planned, alpha=0.05):
                                     alpha) if min(n1, n2) >= 1 else None
         test = "two_proportion_z"
     else:
-        raise ValueError("kind must be 'mean' or 'proportion', got %r" % (kind,))
+        raise ValueError(f"kind must be 'mean' or 'proportion', got {kind!r}")
     out = {"test": test, "alpha": alpha, "n_control": n1, "n_experiment": n2,
            "planned_control": int(planned[0]), "planned_experiment": int(planned[1]),
            "result": res, "winner": None}
     if n1 < planned[0] or n2 < planned[1] or res is None:
         out["decision"] = "insufficient_sample"
-        out["message"] = ("no winner before the planned sample size: %d/%d control, %d/%d experiment"
-                          % (n1, planned[0], n2, planned[1]))
+        out["message"] = (f"no winner before the planned sample size: {n1}/{planned[0]} control, "
+                          f"{n2}/{planned[1]} experiment")
     elif res["p_value"] < alpha:
         out["winner"] = "experiment" if res["diff"] > 0 else "control"
         out["decision"] = out["winner"] + "_wins"
-        out["message"] = "significant at alpha=%g (p=%.3g)" % (alpha, res["p_value"])
+        out["message"] = "significant at alpha={:g} (p={:.3g})".format(alpha, res["p_value"])
     else:
         out["decision"] = "no_significant_difference"
-        out["message"] = "not significant at alpha=%g (p=%.3g)" % (alpha, res["p_value"])
+        out["message"] = "not significant at alpha={:g} (p={:.3g})".format(alpha, res["p_value"])
     return out

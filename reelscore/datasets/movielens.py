@@ -23,7 +23,7 @@ import sys
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reelscore.config import ROOT
@@ -52,7 +52,8 @@ def fetch(cache_dir: Path = CACHE_DIR) -> Path:
         return wheel
     cache_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                           "recbole==1.2.1", "-d", str(cache_dir)], capture_output=True, text=True)
+                           "recbole==1.2.1", "-d", str(cache_dir)], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0 or not wheel.exists():
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"could not download MovieLens 100k (recbole==1.2.1 wheel): {last}")
@@ -159,73 +160,72 @@ def load(conn, data: MovieLens | None = None) -> dict:
     Runs in one transaction on `conn` (committed at the end)."""
     data = data or read()
     report: dict = {}
-    with conn.transaction():
-        with conn.cursor() as cur:
-            # Users
-            user_ids: dict[int, int] = {}
-            for u in data.users:
-                cur.execute(
-                    """INSERT INTO reelscore.users (username, age, gender, occupation, zip_code, movielens_id)
-                       VALUES (%s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (movielens_id) DO UPDATE
-                         SET age = EXCLUDED.age, gender = EXCLUDED.gender,
-                             occupation = EXCLUDED.occupation, zip_code = EXCLUDED.zip_code
-                       RETURNING id""",
-                    (f"movielens_{u['movielens_id']}", u["age"], u["gender"], u["occupation"],
-                     u["zip_code"], u["movielens_id"]))
-                user_ids[u["movielens_id"]] = cur.fetchone()[0]
-            report["users"] = len(user_ids)
+    with conn.transaction(), conn.cursor() as cur:
+        # Users
+        user_ids: dict[int, int] = {}
+        for u in data.users:
+            cur.execute(
+                """INSERT INTO reelscore.users (username, age, gender, occupation, zip_code, movielens_id)
+                   VALUES (%s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (movielens_id) DO UPDATE
+                     SET age = EXCLUDED.age, gender = EXCLUDED.gender,
+                         occupation = EXCLUDED.occupation, zip_code = EXCLUDED.zip_code
+                   RETURNING id""",
+                (f"movielens_{u['movielens_id']}", u["age"], u["gender"], u["occupation"],
+                 u["zip_code"], u["movielens_id"]))
+            user_ids[u["movielens_id"]] = cur.fetchone()[0]
+        report["users"] = len(user_ids)
 
-            # Films: already linked, then matched to existing films, then new rows
-            cur.execute("SELECT movielens_id, id FROM reelscore.movies WHERE movielens_id IS NOT NULL")
-            movie_ids: dict[int, int] = dict(cur.fetchall())
-            pending = [i for i in data.items if i["movielens_id"] not in movie_ids]
-            cur.execute("SELECT id, title, release_year FROM reelscore.movies WHERE movielens_id IS NULL")
-            matched = match_movies(pending, cur.fetchall())
-            for ml_id, mid in matched.items():
-                item = next(i for i in pending if i["movielens_id"] == ml_id)
-                cur.execute(
-                    """UPDATE reelscore.movies
-                          SET movielens_id = %s,
-                              genres = ARRAY(SELECT DISTINCT g FROM unnest(genres || %s::text[]) g ORDER BY g),
-                              updated_at = now()
-                        WHERE id = %s""", (ml_id, item["genres"], mid))
-                movie_ids[ml_id] = mid
-            inserted = 0
-            for item in pending:
-                if item["movielens_id"] in movie_ids:
-                    continue
-                cur.execute(
-                    """INSERT INTO reelscore.movies (title, release_date, genres, movielens_id)
-                       VALUES (%s, make_date(%s, 1, 1), %s, %s) RETURNING id""",
-                    (display_title(item["title"])[:500], item["year"], item["genres"], item["movielens_id"]))
-                movie_ids[item["movielens_id"]] = cur.fetchone()[0]
-                inserted += 1
-            report["films"] = len(data.items)
-            report["films_matched_now"] = len(matched)
-            report["films_inserted_now"] = inserted
-            cur.execute("""SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM reelscore.metric_values v
-                                                                  WHERE v.movie_id = m.id)),
-                                  count(*)
-                             FROM reelscore.movies m WHERE m.movielens_id IS NOT NULL""")
-            report["films_with_metrics"], report["films_linked"] = cur.fetchone()
+        # Films: already linked, then matched to existing films, then new rows
+        cur.execute("SELECT movielens_id, id FROM reelscore.movies WHERE movielens_id IS NOT NULL")
+        movie_ids: dict[int, int] = dict(cur.fetchall())
+        pending = [i for i in data.items if i["movielens_id"] not in movie_ids]
+        cur.execute("SELECT id, title, release_year FROM reelscore.movies WHERE movielens_id IS NULL")
+        matched = match_movies(pending, cur.fetchall())
+        for ml_id, mid in matched.items():
+            item = next(i for i in pending if i["movielens_id"] == ml_id)
+            cur.execute(
+                """UPDATE reelscore.movies
+                      SET movielens_id = %s,
+                          genres = ARRAY(SELECT DISTINCT g FROM unnest(genres || %s::text[]) g ORDER BY g),
+                          updated_at = now()
+                    WHERE id = %s""", (ml_id, item["genres"], mid))
+            movie_ids[ml_id] = mid
+        inserted = 0
+        for item in pending:
+            if item["movielens_id"] in movie_ids:
+                continue
+            cur.execute(
+                """INSERT INTO reelscore.movies (title, release_date, genres, movielens_id)
+                   VALUES (%s, make_date(%s, 1, 1), %s, %s) RETURNING id""",
+                (display_title(item["title"])[:500], item["year"], item["genres"], item["movielens_id"]))
+            movie_ids[item["movielens_id"]] = cur.fetchone()[0]
+            inserted += 1
+        report["films"] = len(data.items)
+        report["films_matched_now"] = len(matched)
+        report["films_inserted_now"] = inserted
+        cur.execute("""SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM reelscore.metric_values v
+                                                              WHERE v.movie_id = m.id)),
+                              count(*)
+                         FROM reelscore.movies m WHERE m.movielens_id IS NOT NULL""")
+        report["films_with_metrics"], report["films_linked"] = cur.fetchone()
 
-            # Ratings, through a temporary table
-            cur.execute("""CREATE TEMP TABLE ml_ratings_in (user_id bigint, movie_id bigint,
-                             rating double precision, created_at timestamptz) ON COMMIT DROP""")
-            with cur.copy("COPY ml_ratings_in FROM STDIN") as cp:
-                for uid, iid, rating, ts in data.ratings:
-                    if uid in user_ids and iid in movie_ids:
-                        cp.write_row((user_ids[uid], movie_ids[iid], rating,
-                                      datetime.fromtimestamp(ts, tz=timezone.utc)))
-            cur.execute("""INSERT INTO reelscore.metric_feedback (user_id, movie_id, user_rating, created_at)
-                           SELECT r.user_id, r.movie_id, r.rating, r.created_at FROM ml_ratings_in r
-                            WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_feedback f
-                                               WHERE f.user_id = r.user_id AND f.movie_id = r.movie_id
-                                                 AND f.created_at = r.created_at)""")
-            report["ratings_inserted_now"] = cur.rowcount
-            cur.execute("""SELECT count(*) FROM reelscore.metric_feedback f
-                             JOIN reelscore.users u ON u.id = f.user_id
-                            WHERE u.movielens_id IS NOT NULL AND f.user_rating IS NOT NULL""")
-            report["ratings"] = cur.fetchone()[0]
+        # Ratings, through a temporary table
+        cur.execute("""CREATE TEMP TABLE ml_ratings_in (user_id bigint, movie_id bigint,
+                         rating double precision, created_at timestamptz) ON COMMIT DROP""")
+        with cur.copy("COPY ml_ratings_in FROM STDIN") as cp:
+            for uid, iid, rating, ts in data.ratings:
+                if uid in user_ids and iid in movie_ids:
+                    cp.write_row((user_ids[uid], movie_ids[iid], rating,
+                                  datetime.fromtimestamp(ts, tz=UTC)))
+        cur.execute("""INSERT INTO reelscore.metric_feedback (user_id, movie_id, user_rating, created_at)
+                       SELECT r.user_id, r.movie_id, r.rating, r.created_at FROM ml_ratings_in r
+                        WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_feedback f
+                                           WHERE f.user_id = r.user_id AND f.movie_id = r.movie_id
+                                             AND f.created_at = r.created_at)""")
+        report["ratings_inserted_now"] = cur.rowcount
+        cur.execute("""SELECT count(*) FROM reelscore.metric_feedback f
+                         JOIN reelscore.users u ON u.id = f.user_id
+                        WHERE u.movielens_id IS NOT NULL AND f.user_rating IS NOT NULL""")
+        report["ratings"] = cur.fetchone()[0]
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
@@ -50,7 +50,7 @@ def test_movielens_load_matches_films_and_is_idempotent(conn):
     ts = conn.execute("""SELECT f.created_at, f.user_rating FROM reelscore.metric_feedback f
                            JOIN reelscore.users u ON u.id = f.user_id JOIN reelscore.movies m ON m.id = f.movie_id
                           WHERE u.movielens_id = 2 AND m.movielens_id = 11""").fetchone()
-    assert ts == (datetime.fromtimestamp(891717742, tz=timezone.utc), 4.0)
+    assert ts == (datetime.fromtimestamp(891717742, tz=UTC), 4.0)
 
 
 def test_title_normalization_pairs():

@@ -73,7 +73,7 @@ def test_recommend_is_the_top_unseen_by_predicted_rating(conn, world, k_user):
             assert g[2] == pytest.approx(w[1], abs=1e-4)             # vectors are stored as float4
             assert g[1] == pytest.approx(min(5, max(1, w[1])), abs=1e-4)
             assert g[3] == "factors:ratings"
-    assert not set(r[0] for r in got) & set(world["seen"].get(uid, []))
+    assert not {r[0] for r in got} & set(world["seen"].get(uid, []))
 
 
 def test_genre_filter_and_predict_rating(conn, world):

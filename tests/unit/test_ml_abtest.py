@@ -3,9 +3,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from reelpy import abtest
+from scipy import stats
 
 
 @pytest.mark.parametrize("x", [-8.0, -3.1, -1.0, 0.0, 0.4, 1.96, 5.5])
