@@ -44,7 +44,14 @@ data: migrate npm
 	@$(BIN)/reelscore demo-data
 
 demo: setup migrate data
+	@$(BIN)/reelscore refresh --scores --coverage --rollups
 	@$(BIN)/reelscore status
+	@if $(BIN)/reelscore admin list-users | grep -q '^no users'; then \
+	  pw=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(12))'); \
+	  echo "$$pw" | $(BIN)/reelscore admin create-user admin --role admin --password-stdin >/dev/null && \
+	  echo "created admin login: user 'admin', password '$$pw' (change it: reelscore admin set-password admin)"; \
+	fi
+	@echo "admin panel: http://127.0.0.1:8000 (Ctrl-C stops it)"
 	@$(BIN)/reelscore admin --port 8000
 
 test: setup db
