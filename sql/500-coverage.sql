@@ -24,6 +24,7 @@ DECLARE
   v_all_mask  bigint;
   v_bits      bigint[];           -- slot bit of each active metric, indexed by metric id
   v_bit_expr  text;
+  v_cutoffs   timestamptz[];      -- freshness cutoff of each metric, indexed by metric id
   v_metric_aggs text;
   v_group_aggs  text;
   v_sql       text;
@@ -71,27 +72,29 @@ BEGIN
   INSERT INTO reelscore.coverage_snapshots (taken_at, total_movies, movies_with_data, value_count)
   VALUES (v_t0, v_total, 0, 0) RETURNING id INTO v_snapshot;
 
-  -- Pass 1, per metric: count and value statistics from an index-only scan of
-  -- metric_values (metric_id, raw_value), already in the order the median needs;
-  -- freshness from the (metric_id, observed_at) index: only stale entries are read.
+  -- Pass 1, per metric, one index-only scan of metric_values (metric_id, raw_value)
+  -- INCLUDE (observed_at): count and value statistics (the input is already in the order
+  -- the median needs) and freshness against each metric's cutoff (indexed by metric id).
+  SELECT array_agg(x.cutoff ORDER BY x.i) INTO v_cutoffs
+  FROM (SELECT i, coalesce((SELECT v_t0 - d.freshness_days * interval '1 day'
+                            FROM reelscore.metric_definitions d WHERE d.id = i), '-infinity') AS cutoff
+        FROM generate_series(1, (SELECT coalesce(max(d.id), 0) FROM reelscore.metric_definitions d)) i) x;
+
   INSERT INTO reelscore.metric_coverage_stats
     (snapshot_id, metric_id, metric_code, total_movies, movies_with_data, coverage_percentage,
      avg_value, min_value, max_value, median_value, stale_movies, oldest_observed_at,
      newest_observed_at, last_calculated)
   SELECT v_snapshot, d.id, d.code, v_total, coalesce(s.n, 0),
          CASE WHEN v_total > 0 THEN 100.0::float8 * coalesce(s.n, 0) / v_total ELSE 0 END,
-         s.avg_value, s.min_value, s.max_value, s.median_value,
-         CASE WHEN d.freshness_days IS NULL THEN 0
-              ELSE (SELECT count(*) FROM reelscore.metric_values o
-                    WHERE o.metric_id = d.id AND o.observed_at < v_t0 - d.freshness_days * interval '1 day') END,
-         (SELECT min(o.observed_at) FROM reelscore.metric_values o WHERE o.metric_id = d.id),
-         (SELECT max(o.observed_at) FROM reelscore.metric_values o WHERE o.metric_id = d.id),
-         v_t0
+         s.avg_value, s.min_value, s.max_value, s.median_value, coalesce(s.stale, 0),
+         s.oldest, s.newest, v_t0
   FROM reelscore.metric_definitions d
   LEFT JOIN (
     SELECT v.metric_id, count(*) AS n, avg(v.raw_value) AS avg_value, min(v.raw_value) AS min_value,
            max(v.raw_value) AS max_value,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY v.raw_value) AS median_value
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY v.raw_value) AS median_value,
+           count(*) FILTER (WHERE v.observed_at < v_cutoffs[v.metric_id]) AS stale,
+           min(v.observed_at) AS oldest, max(v.observed_at) AS newest
     FROM reelscore.metric_values v
     GROUP BY v.metric_id
   ) s ON s.metric_id = d.id

@@ -15,9 +15,11 @@ depends_on = None
 
 def upgrade() -> None:
     run_sql(r"""
-    -- Freshness per metric (stale counts, oldest and newest observation) read from an index
-    -- instead of a scan of every value.
-    CREATE INDEX metric_values_metric_observed ON reelscore.metric_values (metric_id, observed_at);
+    -- The per-metric pass of refresh_coverage: count, mean, min, max, median and freshness
+    -- (stale count, oldest and newest observation) in one index-only scan, already in the
+    -- order the median needs.
+    CREATE INDEX metric_values_metric_value_observed ON reelscore.metric_values (metric_id, raw_value)
+      INCLUDE (observed_at);
 
     -- One row per refresh: the snapshot every other coverage row belongs to.
     CREATE TABLE reelscore.coverage_snapshots (
@@ -92,7 +94,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     run_sql(r"""
-    DROP INDEX IF EXISTS reelscore.metric_values_metric_observed;
+    DROP INDEX IF EXISTS reelscore.metric_values_metric_value_observed;
     DROP TABLE IF EXISTS reelscore.coverage_heatmap, reelscore.coverage_group_stats,
       reelscore.metric_coverage_stats, reelscore.coverage_snapshots CASCADE;
     """)
