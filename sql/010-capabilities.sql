@@ -17,6 +17,20 @@ AS $$ SELECT extversion FROM pg_catalog.pg_extension WHERE extname = p_name $$;
 COMMENT ON FUNCTION reelscore.extension_version(text) IS
   'Installed version of an extension in this database, or NULL when it is not installed.';
 
+-- Some settings (cron.database_name) are readable only by superusers and pg_read_all_settings;
+-- the read API must still answer for everyone, so an unreadable setting is reported as NULL.
+CREATE OR REPLACE FUNCTION reelscore.setting_or_null(p_name text) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+BEGIN
+  RETURN current_setting(p_name, true);
+EXCEPTION WHEN insufficient_privilege THEN
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION reelscore.setting_or_null(text) IS
+  'A server setting, or NULL when it does not exist or the caller may not read it.';
+
 CREATE OR REPLACE FUNCTION reelscore.capabilities() RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 AS $$
@@ -43,7 +57,7 @@ BEGIN
                         ELSE jsonb_build_object('version', v_tsdb, 'license', v_license) END,
     'pg_cron', CASE WHEN v_cron IS NULL THEN NULL
                     ELSE jsonb_build_object('version', v_cron,
-                                            'database', current_setting('cron.database_name', true)) END,
+                                            'database', reelscore.setting_or_null('cron.database_name')) END,
     'pg_stat_statements', reelscore.extension_version('pg_stat_statements'),
     'track_functions', current_setting('track_functions'),
     'paths', jsonb_build_object(
@@ -53,7 +67,7 @@ BEGIN
                       ELSE v_rollups END,
       'scheduling', CASE WHEN v_cron IS NOT NULL THEN 'pg_cron jobs in this database'
                          ELSE 'CLI loop (reelscore refresh --every N); pg_cron runs only in database '
-                              || coalesce(current_setting('cron.database_name', true), '(not loaded)') END
+                              || coalesce(reelscore.setting_or_null('cron.database_name'), '(not loaded)') END
     ));
 END
 $$;

@@ -70,3 +70,70 @@ def test_plpy_modules_never_format_values_into_sql():
             if bad.search(line):
                 offenders.append(f"{path.name}:{i}: {line.strip()}")
     assert offenders == []
+
+
+# -- each role against each kind of call ------------------------------------------------------
+READ_CALLS = [
+    "select reelscore.normalize_value('imdb_rating', 7)",
+    "select reelscore.movie_score(1, 'balanced')",
+    "select * from reelscore.explain_score(1, 'balanced')",
+    """select * from reelscore.search_movies('{"category": "rating", "min_normalized": 0.1}')""",
+    "select * from reelscore.similar_movies(1, 5)",
+    "select reelscore.parse_query('hidden gems from the 90s')",
+    "select reelscore.capabilities()",
+]
+# Writers also take coverage snapshots: loaders and the CLI refresh run as writers (sql/900-grants.sql).
+WRITE_CALLS = ["select reelscore.upsert_metric(2, 'metacritic_score', 71)", "select reelscore.refresh_coverage()"]
+ADMIN_CALLS = [
+    """select reelscore.save_profile('priv_test', '{"rating": 0.7, "award": 0.3}'::jsonb)""",
+    "update reelscore.metric_definitions set source_reliability = 0.85 where code = 'tmdb_rating'",
+    "select * from reelscore.refresh_scores('balanced')",
+]
+
+
+@pytest.fixture(scope="module")
+def priv_data(db_url):
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute("insert into reelscore.movies (id, title, genres) values (1, 'Vertigo', '{Thriller}'), "
+                  "(2, 'Rear Window', '{Thriller}')")
+        for movie, code, raw in [(1, "imdb_rating", 8.3), (1, "metacritic_score", 100), (2, "imdb_rating", 8.5)]:
+            c.execute("select reelscore.upsert_metric(%s, %s, %s)", (movie, code, raw))
+        c.execute("select * from reelscore.refresh_scores(null)")
+    return db_url
+
+
+def _allowed(conn, q):
+    try:
+        conn.execute(q).fetchall() if "select" in q.lower()[:7] else conn.execute(q)
+        return True
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+
+
+@pytest.mark.parametrize("q", READ_CALLS)
+def test_every_role_can_call_the_read_api(priv_data, role_conn, q):
+    for kind in ("read", "write", "admin"):
+        assert _allowed(role_conn(kind), q), (kind, q)
+
+
+@pytest.mark.parametrize("q", WRITE_CALLS)
+def test_only_writers_load_values(priv_data, role_conn, q):
+    assert not _allowed(role_conn("read"), q)
+    assert _allowed(role_conn("write"), q)
+    assert _allowed(role_conn("admin"), q)
+
+
+@pytest.mark.parametrize("q", ADMIN_CALLS)
+def test_only_admins_edit_and_refresh(priv_data, role_conn, q):
+    assert not _allowed(role_conn("read"), q)
+    assert not _allowed(role_conn("write"), q)
+    assert _allowed(role_conn("admin"), q)
+
+
+def test_readers_cannot_write_tables_directly(priv_data, role_conn):
+    reader = role_conn("read")
+    for q in ["insert into reelscore.metric_values (movie_id, metric_id, raw_value) values (1, 5, 50)",
+              "delete from reelscore.movies", "update reelscore.weight_profiles set rating_weight = 1",
+              "select * from reelscore.admin_users"]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute(q)
