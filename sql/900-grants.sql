@@ -9,7 +9,8 @@ GRANT USAGE ON SCHEMA reelscore TO reelscore_read;
 
 -- == foundation ==
 GRANT EXECUTE ON FUNCTION reelscore.current_actor(), reelscore.current_reason(),
-  reelscore.python_info(), reelscore.extension_version(text), reelscore.capabilities()
+  reelscore.python_info(), reelscore.extension_version(text), reelscore.setting_or_null(text),
+  reelscore.capabilities()
   TO reelscore_read;
 GRANT SELECT ON reelscore.plpy_modules TO reelscore_read;  -- PL/Python shims read their sources as the caller
 
@@ -78,21 +79,6 @@ GRANT DELETE ON reelscore.event_outbox TO reelscore_admin;
 GRANT UPDATE ON reelscore.event_outbox_state TO reelscore_admin;
 GRANT EXECUTE ON FUNCTION reelscore.prune_outbox(interval) TO reelscore_admin;
 
--- == search ==
-GRANT SELECT ON reelscore.movie_features, reelscore.movie_scores TO reelscore_read;
-GRANT EXECUTE ON FUNCTION
-  reelscore.search_movies(jsonb, text, integer, integer), reelscore.validate_search_filters(jsonb),
-  reelscore.search_explain(jsonb, text, integer, integer, boolean, text), reelscore.search_query(jsonb, text),
-  reelscore.search_filter_node(jsonb, text, integer, integer), reelscore.search_filter_error(text, text, jsonb),
-  reelscore.search_predicate(jsonb), reelscore.search_matched_expr(jsonb), reelscore.search_conditions(jsonb),
-  reelscore.search_profile_id(text), reelscore.search_check_page(integer, integer),
-  reelscore.jsonb_text_array(jsonb), reelscore.jsonb_float_array(jsonb),
-  reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),
-  reelscore.parse_query(text)
-  TO reelscore_read;
--- Dropping and building the similarity index: the table owner's right (reelscore_admin runs it as owner).
-GRANT EXECUTE ON FUNCTION reelscore.drop_similarity_index(), reelscore.build_similarity_index(text)
-  TO reelscore_admin;
 -- == coverage ==
 -- Everyone who reads sees the snapshots, views, trends, alerts and gaps; writers (loaders,
 -- the CLI refresh, the pg_cron job) take snapshots, which appends rows and thins the history.
@@ -156,6 +142,22 @@ GRANT EXECUTE ON FUNCTION
   reelscore.activate_profile_version(text, integer), reelscore.rollback_profile(text),
   reelscore.definitions_changed(), reelscore.refresh_score_stats(), reelscore.refresh_features(),
   reelscore.rescore_profile_id(bigint), reelscore.refresh_scores(text)
+  TO reelscore_admin;
+
+-- == search ==
+GRANT SELECT ON reelscore.movie_features, reelscore.movie_scores TO reelscore_read;
+GRANT EXECUTE ON FUNCTION
+  reelscore.search_movies(jsonb, text, integer, integer), reelscore.validate_search_filters(jsonb),
+  reelscore.search_explain(jsonb, text, integer, integer, boolean, text), reelscore.search_query(jsonb, text),
+  reelscore.search_filter_node(jsonb, text, integer, integer), reelscore.search_filter_error(text, text, jsonb),
+  reelscore.search_predicate(jsonb), reelscore.search_matched_expr(jsonb), reelscore.search_conditions(jsonb),
+  reelscore.search_profile_id(text), reelscore.search_check_page(integer, integer),
+  reelscore.jsonb_text_array(jsonb), reelscore.jsonb_float_array(jsonb),
+  reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),
+  reelscore.parse_query(text)
+  TO reelscore_read;
+-- Dropping and building the similarity index: the table owner's right (reelscore_admin runs it as owner).
+GRANT EXECUTE ON FUNCTION reelscore.drop_similarity_index(), reelscore.build_similarity_index(text)
   TO reelscore_admin;
 
 -- == ml ==
