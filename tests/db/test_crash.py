@@ -181,4 +181,4 @@ def test_kill_during_refresh_then_refresh_again_matches_fresh_scores(crash_clust
         where p.name = 'balanced' order by s.movie_id limit 300""")
     assert len(rows) == 300
     for movie_id, stored, fresh in rows:
-        assert stored == pytest.approx(fresh, abs=1e-9), movie_id
+        assert stored == pytest.approx(fresh, abs=1e-6), movie_id  # pgvector stores float32
