@@ -47,3 +47,54 @@ def test_nul_bytes_and_bad_encoding_are_refused_before_sql(conn):
         conn.execute(b"select reelscore.normalize_value('\xff\xfe', 1)")
     assert info.value.diag.sqlstate == "22021"  # character_not_in_repertoire: invalid UTF-8
     assert conn.execute("select count(*) from reelscore.metric_definitions").fetchone()[0] == 29
+
+
+BULK_CASES = int(os.environ.get("REELSCORE_FUZZ_BULK", str(EXAMPLES * 10)))
+
+
+@pytest.mark.fuzz
+def test_normalize_value_bulk_fuzz(conn):
+    """Many random cases per round trip: a PL/pgSQL loop in pg_temp calls normalize_value for each
+    case and tallies the outcome, so `make fuzz` reaches 100k+ cases in seconds."""
+    import random
+    import string
+    rng = random.Random(os.environ.get("REELSCORE_FUZZ_SEED", "reelscore"))
+    real = [r[0] for r in conn.execute("select code from reelscore.metric_definitions").fetchall()]
+    conn.execute("""create or replace function pg_temp.fuzz_normalize(p_codes text[], p_raws float8[])
+        returns table (outcome text, n bigint, min_v float8, max_v float8) language plpgsql as $$
+        declare i int; v float8; st text; tally jsonb := '{}'; lo float8; hi float8;
+        begin
+          for i in 1 .. cardinality(p_codes) loop
+            begin
+              v := reelscore.normalize_value(p_codes[i], p_raws[i]);
+              st := case when v is null then 'null' when v = 'NaN'::float8 or v < 0 or v > 1 then 'OUT_OF_RANGE' else 'ok' end;
+              if st = 'ok' then lo := least(lo, v); hi := greatest(hi, v); end if;
+            exception when others then
+              st := sqlstate;
+            end;
+            tally := jsonb_set(tally, array[st], to_jsonb(coalesce((tally ->> st)::bigint, 0) + 1));
+          end loop;
+          return query select key, value::text::bigint, lo, hi from jsonb_each(tally);
+        end $$""")
+    totals: dict[str, int] = {}
+    done = 0
+    while done < BULK_CASES:
+        size = min(5000, BULK_CASES - done)
+        codes, raws = [], []
+        for _ in range(size):
+            r = rng.random()
+            codes.append(rng.choice(real) if r < 0.7 else rng.choice(HOSTILE) if r < 0.85 else
+                         "".join(rng.choice(string.printable[:-5]) for _ in range(rng.randint(0, 60))))
+            r = rng.random()
+            raws.append(None if r < 0.02 else float("nan") if r < 0.04 else rng.choice([float("inf"), float("-inf")])
+                        if r < 0.06 else float(rng.randint(-5, 400)) if r < 0.5 else rng.uniform(-1e3, 1e12)
+                        if r < 0.8 else 10 ** rng.uniform(-300, 300))
+        for outcome, n, lo, hi in conn.execute("select * from pg_temp.fuzz_normalize(%s, %s)", (codes, raws)).fetchall():
+            totals[outcome] = totals.get(outcome, 0) + n
+            if outcome == "ok":
+                assert 0.0 <= lo <= hi <= 1.0
+        done += size
+    print(f"normalize_value bulk fuzz: {done} cases: {totals}")
+    assert sum(totals.values()) == BULK_CASES
+    assert set(totals) <= {"ok", "null", "22023", "22003"}, totals
+    assert totals.get("ok", 0) > BULK_CASES // 10
