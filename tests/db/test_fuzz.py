@@ -98,3 +98,30 @@ def test_normalize_value_bulk_fuzz(conn):
     assert sum(totals.values()) == BULK_CASES
     assert set(totals) <= {"ok", "null", "22023", "22003"}, totals
     assert totals.get("ok", 0) > BULK_CASES // 10
+
+
+words = st.sampled_from(["critically", "acclaimed", "sci-fi", "hidden", "gems", "from", "the", "90s", "since",
+                         "2005", "popular", "comedies", "oscar", "winners", "with", "low", "imdb", "ratings",
+                         "bombed", "at", "box", "office", "horror", "before", "1970", "not", "and", "or"])
+queries = st.one_of(st.lists(words, max_size=12).map(" ".join),
+                    st.text(max_size=200).filter(lambda s: "\x00" not in s),
+                    st.sampled_from(HOSTILE))
+
+
+@pytest.mark.fuzz
+@settings(max_examples=max(100, EXAMPLES // 5), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=queries)
+def test_parse_query_output_is_always_a_valid_search(conn, text):
+    """Whatever the text, parse_query answers, and search_movies accepts what it answers."""
+    try:
+        parsed = conn.execute("select reelscore.parse_query(%s)", (text,)).fetchone()[0]
+    except psycopg.Error as exc:  # the documented length limit is the only refusal
+        assert exc.diag.sqlstate == "22023" and len(text) > 1000 and "at most" in exc.diag.message_primary
+        return
+    assert isinstance(parsed, dict) and "unparsed" in parsed
+    try:
+        conn.execute("select count(*) from reelscore.search_movies(%s::jsonb, 'balanced', 5)", (psycopg.types.json.Jsonb(parsed),)).fetchone()
+    except psycopg.Error as exc:
+        # an empty catalogue has no precomputed scores yet: the only acceptable refusal
+        assert exc.diag.sqlstate == "55000", (text, parsed, str(exc))
