@@ -108,3 +108,27 @@ def markdown(doc: dict[str, Any], plans_rel: str) -> str:
                 f"| {fmt_ratio(r)} | {r['baseline'] or ''} | {'; '.join(notes)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render docs/benchmarks.md from a results JSON (same tables, current caveats)."""
+    import argparse
+    import os
+
+    from bench.run import static_notes
+    from reelscore.config import ROOT
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    p.add_argument("results", type=Path, help="bench/results/<date>.json")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = p.parse_args(argv)
+    doc = json.loads(args.results.read_text())
+    doc["notes"] = static_notes(doc["scale"])
+    write_json(args.results, doc)
+    plans = args.results.parent / f"{doc['date']}-plans"
+    args.docs.write_text(markdown(doc, os.path.relpath(plans, args.docs.parent)))
+    print(f"wrote {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -100,22 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute("SELECT 1")
 
     duration = time.monotonic() - t_start
-    notes = [
-        ("pgbench 15 writes per-transaction latencies with a lazily read clock: under load many fast "
-        "transactions are logged as 0 µs, so the concurrency rows' percentiles understate latency (their "
-        "notes say how many); TPS and pgbench's mean latency are exact, and concurrency ratios use 1/TPS."),
-        ("Latency rows are timed in the client (psycopg, autocommit, no prepared statements), so they include "
-        "a round trip on 127.0.0.1 (the `select 1 (protocol floor)` pgbench rows show its size). Calls and "
-        "runs per row are capped by a time budget estimated from the warm-up; the runs column says how many "
-        "were counted."),
-        ("The cluster runs with jit = on (PostgreSQL's default): large set-based queries pay JIT compilation; "
-        "the `jit = off` normalize row shows how much."),
-    ]
-    if args.scale != "1m":
-        notes.append(f"Scale {args.scale}: the full figures are for SCALE=1m (1,000,000 movies); "
-                     "SCALE=1m has not been run on this machine yet (it is expected to take well under 45 minutes, "
-                     "but that is unmeasured). Counts that the issues state at 1M (10M normalized values) are "
-                     "scaled down proportionally and each row says so.")
+    notes = static_notes(args.scale)
     doc = {
         "date": date, "started_at": started.isoformat(timespec="seconds"), "duration_s": round(duration, 1),
         "scale": args.scale, "movies": n, "smoke": args.smoke, "database": _redact(url),
@@ -137,6 +122,29 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {json_path} and {args.docs}")
     return 0
 
+
+
+def static_notes(scale: str) -> list[str]:
+    """Caveats printed above the tables (also re-applied by `python -m bench.report`)."""
+    notes = [
+        ("pgbench 15 writes per-transaction latencies with a lazily read clock: under load many fast "
+         "transactions are logged as 0 µs, so the concurrency rows' percentiles understate latency (their "
+         "notes say how many); TPS and pgbench's mean latency are exact, and concurrency ratios use 1/TPS."),
+        ("Latency rows are timed in the client (psycopg, autocommit, no prepared statements), so they include "
+         "a round trip on 127.0.0.1 (the `select 1 (protocol floor)` pgbench rows show its size). Calls and "
+         "runs per row are capped by a time budget estimated from the warm-up; the runs column says how many "
+         "were counted."),
+        ("The cluster runs with jit = on (PostgreSQL's default): large set-based queries pay JIT compilation; "
+         "the `jit = off` normalize row shows how much."),
+        ("The machine has 2 cores shared with other work (see the load average above): absolute times move "
+         "between runs by 2x and more; ratios within one run are the figures to read."),
+    ]
+    if scale != "1m":
+        notes.append(f"Scale {scale}: the full figures are for SCALE=1m (1,000,000 movies). SCALE=1m has NOT been "
+                     "run on this machine (no time for it on the shared machine): whether it meets its 45-minute "
+                     "bound is unmeasured. Counts that the issues state at 1M (10M normalized values) are scaled "
+                     "down proportionally and each row says so.")
+    return notes
 
 def _redact(url: str) -> str:
     from reelscore.db import redact
