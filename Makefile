@@ -55,7 +55,7 @@ demo: setup migrate data
 	@$(BIN)/reelscore admin --port 8000
 
 test: setup db
-	@$(BIN)/pytest -q tests
+	@$(BIN)/pytest -q --durations=25 tests
 
 test-unit: python
 	@$(BIN)/pytest -q tests/unit
