@@ -94,7 +94,7 @@ def measure(url: str, calls: int = 50, warm: int = 5) -> list[dict[str, Any]]:
             p95 = _quantile(times, 0.95)
             rows.append({"route": path, "label": label, "status": status, "calls": calls,
                          "p50_ms": statistics.median(times), "p95_ms": p95, "max_ms": max(times),
-                         "target_ms": target, "ok": status == 200 and p95 <= target})
+                         "target_ms": target, "ok": status == 200 and p95 <= target, "times_ms": times})
     finally:
         close_pool(app)
     return rows

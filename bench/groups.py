@@ -344,76 +344,121 @@ def coverage(b: Bench, p: Plan) -> None:
 # time series (issue 9): trending over daily popularity points
 # ---------------------------------------------------------------------------------------
 def timeseries(b: Bench, p: Plan) -> None:
+    """Issue 9's figures on its own data: 30 daily points of tmdb_popularity and
+    tmdb_vote_count for 100,000 movies (fewer at smaller scales), from the synthetic
+    generator (planted risers, spikes, seasonality). Point ingest, one day's rollup refresh,
+    and trending over 30 days, each beside the same work done over the raw points."""
+    from datetime import UTC, datetime
+
+    from reelscore import synth_timeseries
     g = "timeseries"
     mid = b.scalar("SELECT id FROM reelscore.metric_definitions WHERE code = 'tmdb_popularity'")
-    if mid is None:
-        b.unavailable(g, "trending(metric_code, since, k)", "latency", "no tmdb_popularity metric")
+    if mid is None or not b.has_function("refresh_rollups"):
+        b.unavailable(g, "trending(metric_code, since, k)", "latency", "no tmdb_popularity metric or no rollups")
         return
-    fresh = b.scalar("SELECT (value->>'at')::timestamptz > now() - interval '12 hours' "
-                     "FROM bench.meta WHERE key = 'timeseries'")
-    movies = max(100, b.n // 10)
+    movies = min(b.n, 1_000 if p.smoke else 100_000)
     days = 30
-    if not fresh:
-        # 30 daily points for the 10% most popular films, growth rate fixed per film (no
-        # randomness: the same points every time), ending now so "since 7 days" has data.
+    today = datetime.now(UTC).date()
+    have = b.scalar("SELECT value FROM bench.meta WHERE key = 'timeseries'")
+    if not have or have.get("movies") != movies or have.get("end") != today.isoformat():
         t0 = time.monotonic()
-        b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metric_id = %s AND metadata @> '{\"bench\": true}'",
-                       (mid,))
-        b.conn.execute("""
-          INSERT INTO reelscore.metric_timeseries (time, movie_id, metric_id, value, normalized_value, metadata)
-          SELECT date_trunc('hour', now()) - make_interval(days => d), v.movie_id, v.metric_id, x.value,
-                 reelscore.normalize_with(p.normalization_type, p.args, x.value), '{"bench": true}'
-          FROM (SELECT movie_id, metric_id, raw_value FROM reelscore.metric_values WHERE metric_id = %s
-                ORDER BY raw_value DESC LIMIT %s) v
-          JOIN reelscore.metric_norm_params p ON p.metric_id = v.metric_id
-          CROSS JOIN generate_series(0, %s - 1) d
-          CROSS JOIN LATERAL (SELECT v.raw_value * (1 + ((v.movie_id * 2654435761) %% 1000 / 1000.0 - 0.3)
-                                                       * (%s - d) / %s) AS value) x""",
-                       (mid, movies, days, days, days))
+        b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metadata @> '{\"synthetic\": true}'")
+        b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE metadata @> '{\"bench\": true}'")
+        truth = synth_timeseries.generate(b.conn, movies=movies, days=days, seed=20261126, end=today)
         b.conn.execute("ANALYZE reelscore.metric_timeseries")
-        b.conn.execute("INSERT INTO bench.meta (key, value) VALUES ('timeseries', jsonb_build_object('at', now())) "
-                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-        b.log(f"  timeseries: {movies * days:,} daily points written ({time.monotonic() - t0:.1f} s)")
+        b.log(f"  timeseries: {truth.points:,} points written ({time.monotonic() - t0:.1f} s)")
+        t0 = time.monotonic()
+        b.conn.execute("SELECT * FROM reelscore.refresh_rollups(now() - interval '31 days', now())").fetchall()
+        b.log(f"  timeseries: rollups of 31 days ({time.monotonic() - t0:.1f} s)")
+        b.conn.execute("INSERT INTO bench.meta (key, value) VALUES ('timeseries', jsonb_build_object("
+                       "'movies', %s::int, 'end', %s::text, 'points', %s::bigint)) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                       (movies, today.isoformat(), truth.points))
+    _ts_ingest(b, p, g, movies)
+
+    # one day's refresh: yesterday, whole (hourly + daily rollups, and the trend candidates of
+    # the configured windows, which read the daily rollup)
+    day_from = "date_trunc('day', now()) - interval '1 day'"
+    day_to = "date_trunc('day', now())"
+    day_points = b.scalar(f"SELECT count(*) FROM reelscore.metric_timeseries WHERE time >= {day_from} AND time < {day_to}")
+    naive_roll_name = "naive: one day's daily aggregates (GROUP BY over raw points)"
+    naive_roll = ("SELECT count(*) FROM (SELECT movie_id, metric_id, date_trunc('day', time) AS day, avg(value), "
+                  "min(value), max(value), count(*), (array_agg(value ORDER BY time DESC))[1] "
+                  f"FROM reelscore.metric_timeseries WHERE time >= {day_from} AND time < {day_to} GROUP BY 1, 2, 3) r")
+    roll = f"SELECT * FROM reelscore.refresh_rollups({day_from}, {day_to})"
+    b.throughput(g, naive_roll_name, lambda i: b.conn.execute(naive_roll).fetchall(), p.runs, p.tp_warm, day_points,
+                 baseline="refresh_rollups(one day)", plan_sql=(naive_roll, None))
+    b.throughput(g, "refresh_rollups(one day)", lambda i: b.conn.execute(roll).fetchall(), p.runs, p.tp_warm,
+                 day_points, baseline=naive_roll_name, min_runs=1,
+                 note=f"{movies:,} movies, {day_points:,} raw points of the day: hourly and daily rollups rewritten, "
+                      "trend candidates of the configured windows recomputed")
+
     naive_sql = """
-      SELECT movie_id, (array_agg(value ORDER BY time DESC))[1] / nullif((array_agg(value ORDER BY time))[1], 0) - 1
-               AS growth
+      SELECT movie_id, regr_slope(value, extract(epoch FROM time)) AS slope
       FROM reelscore.metric_timeseries
       WHERE metric_id = %s AND time >= now() - %s::interval
-      GROUP BY movie_id HAVING count(*) > 1
-      ORDER BY growth DESC NULLS LAST LIMIT 10"""
-    naive_name = "naive: top 10 risers over 7 days (GROUP BY over points)"
-    if b.has_function("refresh_rollups"):
-        # the last 8 days: the window trending('7 days') reads
-        naive_name_roll = "naive: daily aggregates of the last 8 days (GROUP BY)"
-        naive_roll = ("SELECT count(*) FROM (SELECT movie_id, metric_id, date_trunc('day', time) AS day, avg(value), "
-                      "min(value), max(value), count(*) FROM reelscore.metric_timeseries "
-                      "WHERE time >= date_trunc('day', now()) - interval '8 days' GROUP BY 1, 2, 3) r")
-        window_points = b.scalar("SELECT count(*) FROM reelscore.metric_timeseries "
-                                 "WHERE time >= date_trunc('day', now()) - interval '8 days'")
-        b.throughput(g, naive_name_roll, lambda i: b.conn.execute(naive_roll).fetchall(), p.runs, p.tp_warm,
-                     window_points, baseline="refresh_rollups(8 days)", plan_sql=(naive_roll, None))
-        roll = "SELECT * FROM reelscore.refresh_rollups(date_trunc('day', now()) - interval '8 days', now())"
-        b.throughput(g, "refresh_rollups(8 days)", lambda i: b.conn.execute(roll).fetchall(), p.runs, p.tp_warm,
-                     window_points, baseline=naive_name_roll, min_runs=1,
-                     note=f"hourly and daily rollups rewritten for the window ({window_points:,} raw points)")
-    else:
-        b.unavailable(g, "refresh_rollups(8 days)", "throughput", "reelscore.refresh_rollups does not exist yet")
-    has = b.has_function("trending")
-    b.latency(g, naive_name, lambda i: b.conn.execute(naive_sql, (mid, "7 days")).fetchall(), p.slow_calls * 2, 1,
-              baseline="trending('tmdb_popularity', 7 days, 10)" if has else None,
-              plan_sql=(naive_sql, (mid, "7 days")))
-    if has:
-        b.latency(g, "trending('tmdb_popularity', 7 days, 10)",
-                  lambda i: b.conn.execute("SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10)").fetchall(),
-                  p.calls, p.warm, baseline=naive_name,
-                  plan_sql=("SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10)", None))
-        raw_sql = "SELECT * FROM reelscore.trending('tmdb_popularity', '7 days', 10, true)"
-        b.latency(g, "trending(..., from raw points)", lambda i: b.conn.execute(raw_sql).fetchall(),
-                  p.calls, p.warm, baseline="trending('tmdb_popularity', 7 days, 10)",
-                  note="p_from_raw = true: the same trend from raw points instead of the daily rollup",
-                  plan_sql=(raw_sql, None))
-    else:
-        b.unavailable(g, "trending('tmdb_popularity', 7 days, 10)", "latency", "reelscore.trending does not exist yet")
+      GROUP BY movie_id HAVING count(*) >= 3
+      ORDER BY slope DESC NULLS LAST LIMIT 10"""
+    naive_name = "naive: top 10 risers over 30 days (least squares over raw points)"
+    b.latency(g, naive_name, lambda i: b.conn.execute(naive_sql, (mid, "30 days")).fetchall(), p.slow_calls * 2, 1,
+              baseline="trending('tmdb_popularity', 30 days, 10)", plan_sql=(naive_sql, (mid, "30 days")))
+    sql_t = "SELECT * FROM reelscore.trending('tmdb_popularity', '30 days', 10)"
+    b.latency(g, "trending('tmdb_popularity', 30 days, 10)", lambda i: b.conn.execute(sql_t).fetchall(),
+              p.calls, p.warm, baseline=naive_name, plan_sql=(sql_t, None),
+              note=f"{movies:,} movies x {days} days; Theil-Sen slope and its significance")
+    raw_sql = "SELECT * FROM reelscore.trending('tmdb_popularity', '30 days', 10, true)"
+    b.latency(g, "trending(..., from raw points)", lambda i: b.conn.execute(raw_sql).fetchall(),
+              p.calls, p.warm, baseline="trending('tmdb_popularity', 30 days, 10)",
+              note="p_from_raw = true: the same trend from raw points instead of the daily rollup",
+              plan_sql=(raw_sql, None))
+
+
+def _ts_ingest(b: Bench, p: Plan, g: str, movies: int) -> None:
+    """Point ingest: one day of points for every movie (2 metrics) through COPY into a staging
+    table and one INSERT ... SELECT that normalizes (the generator's path), against an
+    INSERT per point; the points land 40 days back and are deleted after."""
+    ids = [r[0] for r in b.conn.execute("SELECT id FROM reelscore.movies ORDER BY id LIMIT %s", (movies,))]
+    mids = [r[0] for r in b.conn.execute("SELECT id FROM reelscore.metric_definitions "
+                                         "WHERE code IN ('tmdb_popularity', 'tmdb_vote_count') ORDER BY id")]
+    stamp = b.scalar("SELECT date_trunc('day', now()) - interval '40 days' + interval '12 hours'")
+    lines = "".join(f"{stamp.isoformat()}\t{m}\t{mid}\t{(m * 7919 + mid) % 5000 / 10.0}\n" for mid in mids for m in ids)
+    n_points = len(ids) * len(mids)
+
+    def cleanup() -> None:
+        b.conn.execute("DELETE FROM reelscore.metric_timeseries WHERE time = %s", (stamp,))
+
+    def bulk(_i: int) -> None:
+        cleanup()
+        with b.conn.transaction():
+            b.conn.execute("CREATE TEMP TABLE ts_bench_stage (time timestamptz, movie_id bigint, metric_id smallint, "
+                           "value float8) ON COMMIT DROP")
+            with b.conn.cursor().copy("COPY ts_bench_stage (time, movie_id, metric_id, value) FROM STDIN") as cp:
+                cp.write(lines)
+            b.conn.execute("""
+              INSERT INTO reelscore.metric_timeseries (time, movie_id, metric_id, value, normalized_value, metadata)
+              SELECT s.time, s.movie_id, s.metric_id, s.value,
+                     reelscore.normalize_with(np.normalization_type, np.args, s.value), '{"bench": true}'
+              FROM ts_bench_stage s JOIN reelscore.metric_norm_params np ON np.metric_id = s.metric_id""")
+    slow_n = min(n_points, 100 if p.smoke else 3000)
+    slow_rows = [(stamp, m, mid, (m * 7919 + mid) % 5000 / 10.0) for mid in mids for m in ids][:slow_n]
+
+    def row_by_row(_i: int) -> None:
+        cleanup()
+        with b.conn.transaction():
+            for r in slow_rows:
+                b.conn.execute("INSERT INTO reelscore.metric_timeseries (time, movie_id, metric_id, value, "
+                               "normalized_value, metadata) SELECT %s, %s, %s, %s, "
+                               "reelscore.normalize_with(np.normalization_type, np.args, %s), '{\"bench\": true}' "
+                               "FROM reelscore.metric_norm_params np WHERE np.metric_id = %s",
+                               (r[0], r[1], r[2], r[3], r[3], r[2]))
+    try:
+        b.throughput(g, "time-series points: COPY + one normalizing INSERT", bulk, p.runs, p.tp_warm, n_points,
+                     baseline="time-series points: one INSERT per point",
+                     note=f"{n_points:,} points (a day of 2 metrics for {len(ids):,} movies) into the hypertable")
+        b.throughput(g, "time-series points: one INSERT per point", row_by_row, p.slow_runs, 1, slow_n,
+                     baseline="time-series points: COPY + one normalizing INSERT", note=f"{slow_n:,} points")
+    finally:
+        cleanup()
 
 
 # ---------------------------------------------------------------------------------------
@@ -436,6 +481,7 @@ def ingest(b: Bench, p: Plan) -> None:
         _loader_memory(b, p)
     finally:
         _restore(b, start)
+    catalogue_load(b, p)
 
 
 def _ingest_paths(b: Bench, p: Plan, g: str, code: str, mid: int, base: list, movie_ids: list) -> None:
@@ -627,8 +673,142 @@ def _loader_memory(b: Bench, p: Plan) -> None:
 
 
 
+# ---------------------------------------------------------------------------------------
+# ingestion at full scale: every value of the catalogue into an empty catalogue
+# ---------------------------------------------------------------------------------------
+def catalogue_load(b: Bench, p: Plan) -> None:
+    """The issue's figure: the bulk path over the whole catalogue (every metric value of the
+    scale), through the real CLI (`reelscore load`: parse, COPY to staging, quarantine, one
+    merge, history, scoring triggers), into a second database holding the same movies and no
+    values. Beside it, in the same database and run: batched INSERT ... ON CONFLICT over a
+    prefix of the same rows (the triggers fire for it too)."""
+    import os
+    import subprocess
+    import sys
+
+    from bench import env as benv
+    g = "ingest"
+    name = "bulk path, whole catalogue: `reelscore load` into an empty catalogue"
+    base_name = "batched: INSERT ... ON CONFLICT, 5000 rows per statement, into an empty catalogue"
+    dbname = psycopg.conninfo.conninfo_to_dict(b.url).get("dbname", "reelscore") + "_load"
+    load_url = benv.with_db(b.url, dbname)
+    values_csv = b.data_dir / "catalogue-values.csv"
+    n_values = b.scalar("SELECT count(*) FROM reelscore.metric_values")
+    try:
+        benv.ensure_database(b.url, dbname, b.log)
+        benv.migrate_or_rebuild(b.url, dbname, b.log)
+        stamp = b.data_dir / "catalogue-values.stamp"
+        if not values_csv.exists() or not stamp.exists() or stamp.read_text() != str(n_values):
+            b.data_dir.mkdir(parents=True, exist_ok=True)
+            t0 = time.monotonic()
+            with open(values_csv, "wb") as f, b.conn.cursor().copy(
+                    "COPY (SELECT v.movie_id, d.code AS metric_code, v.raw_value, v.observed_at "
+                    "FROM reelscore.metric_values v JOIN reelscore.metric_definitions d ON d.id = v.metric_id "
+                    "ORDER BY v.movie_id, v.metric_id) TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
+                for chunk in cp:
+                    f.write(chunk)
+            stamp.write_text(str(n_values))
+            b.log(f"  ingest: exported {n_values:,} values to {values_csv} ({time.monotonic() - t0:.1f} s)")
+    except Exception as exc:  # noqa: BLE001 - a failure becomes a row, the run goes on
+        b.failed(g, name, "throughput", exc)
+        return
+
+    def empty_catalogue(lc: psycopg.Connection) -> None:
+        """The load database: the bench catalogue's movies, no values, no history."""
+        lc.execute("TRUNCATE reelscore.metric_values")
+        lc.execute("TRUNCATE reelscore.metric_timeseries")
+        lc.execute("TRUNCATE reelscore.movies CASCADE")
+        with b.conn.cursor().copy("COPY reelscore.movies (id, title, release_date, genres, director, tmdb_id, imdb_id) "
+                                  "TO STDOUT (FORMAT binary)") as out, \
+                lc.cursor().copy("COPY reelscore.movies (id, title, release_date, genres, director, tmdb_id, imdb_id) "
+                                 "FROM STDIN (FORMAT binary)") as inp:
+            for chunk in out:
+                inp.write(chunk)
+        lc.execute("ANALYZE reelscore.movies")
+        lc.execute("CHECKPOINT")   # the load does not pay for the truncate's and copy's dirty pages
+
+    usage_box = {}
+
+    def cli_load(_i: int) -> None:
+        envv = dict(os.environ, REELSCORE_DATABASE_URL=load_url)
+        # the loader prints a summary only (--no-progress): its pipes cannot fill before it exits
+        proc = subprocess.Popen([sys.executable, "-m", "reelscore.cli", "load", "--no-progress", "--source",
+                                 "bench-catalogue", str(values_csv)], env=envv,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        out, err = proc.stdout.read(), proc.stderr.read()
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise RuntimeError(f"reelscore load exited {code}: {(err or out).strip()[-300:]}")
+        usage_box["out"] = out.strip().splitlines()[-1] if out.strip() else ""
+        usage_box["rss_mb"] = usage.ru_maxrss / 1024.0
+
+    with psycopg.connect(load_url, autocommit=True) as lc:
+        try:
+            empty_catalogue(lc)
+        except Exception as exc:  # noqa: BLE001
+            b.failed(g, name, "throughput", exc)
+            return
+        t0 = time.monotonic()
+        row = b.throughput(g, name, cli_load, 1, 0, n_values, baseline=base_name, min_runs=1, budget=0,
+                           note=f"{n_values:,} values of {b.n:,} movies (every value of the scale), one batch, "
+                                "with history, scoring and announcement triggers")
+        secs = time.monotonic() - t0
+        b.log(f"  ingest: whole catalogue, {n_values:,} values in {secs:.1f} s; {usage_box.get('out', '')}")
+        if "rss_mb" in usage_box:
+            from bench.core import Row
+            b.add(Row(g, f"loader peak memory: whole catalogue ({n_values:,} rows)", "memory",
+                      samples=[usage_box["rss_mb"]], unit="MB", work=None,
+                      baseline="loader peak memory: x1 (5,000 rows)" if not p.smoke else None,
+                      note="peak RSS of `reelscore load` over the whole catalogue file (ru_maxrss)"))
+        # the baseline: a prefix of the same rows, batched INSERT ... ON CONFLICT, same triggers
+        k = min(n_values, 200 if p.smoke else max(20_000, n_values // 10))
+        rows = b.conn.execute("SELECT v.movie_id, v.metric_id, v.raw_value, v.observed_at FROM reelscore.metric_values v "
+                              "ORDER BY v.movie_id, v.metric_id LIMIT %s", (k,)).fetchall()
+        lc.execute("TRUNCATE reelscore.metric_values")
+        lc.execute("TRUNCATE reelscore.metric_timeseries")
+        lc.execute("CHECKPOINT")
+        sql_batch = ("INSERT INTO reelscore.metric_values AS mv (movie_id, metric_id, raw_value, observed_at, updated_at) "
+                     "SELECT m, d, r, o, now() FROM unnest(%s::bigint[], %s::smallint[], %s::float8[], %s::timestamptz[]) "
+                     "AS t(m, d, r, o) ON CONFLICT (movie_id, metric_id) DO UPDATE SET raw_value = excluded.raw_value, "
+                     "observed_at = excluded.observed_at, updated_at = excluded.updated_at")
+
+        def batched(_i: int) -> None:
+            with lc.transaction():
+                for s0 in range(0, len(rows), 5000):
+                    part = rows[s0:s0 + 5000]
+                    lc.execute(sql_batch, ([r[0] for r in part], [r[1] for r in part], [r[2] for r in part],
+                                           [r[3] for r in part]))
+        b.throughput(g, base_name, batched, 1, 0, len(rows), baseline=name, min_runs=1, budget=0,
+                     note=f"the first {len(rows):,} of the same rows (one transaction)")
+        if row.status == "ok":
+            lc.execute("TRUNCATE reelscore.metric_values")
+            lc.execute("TRUNCATE reelscore.metric_timeseries")
+
+
+# ---------------------------------------------------------------------------------------
+# admin panel (issue 10): server time of every page
+# ---------------------------------------------------------------------------------------
+def admin(b: Bench, p: Plan) -> None:
+    """Every route of the panel through the Flask test client, in-process (SQL and templates,
+    no network or browser): the pages' server time against the issue's targets."""
+    from admin import perf
+    from bench.core import Row
+    g = "admin"
+    calls = 3 if p.smoke else 30
+    try:
+        rows = perf.measure(b.url, calls=calls, warm=1 if p.smoke else 3)
+    except Exception as exc:  # noqa: BLE001 - a failure becomes a row, the run goes on
+        b.failed(g, "admin pages", "latency", exc)
+        return
+    for r in rows:
+        verdict = "within" if r["ok"] else "OVER"
+        b.add(Row(g, f"page {r['label']}", "latency", samples=[t / 1000.0 for t in r["times_ms"]], warmup=1,
+                  note=f"`{r['route'][:80]}`, HTTP {r['status']}; target p95 {r['target_ms']:.0f} ms: {verdict}"))
+
+
 GROUPS = {"normalize": normalize, "scoring": scoring, "search": search, "coverage": coverage,
-          "timeseries": timeseries, "ingest": ingest}
+          "timeseries": timeseries, "ingest": ingest, "admin": admin}
 
 
 def ensure_scores(b: Bench) -> None:

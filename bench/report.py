@@ -1,4 +1,4 @@
-"""Writing results: bench/results/<date>.json and the table in docs/benchmarks.md."""
+"""Writing results: bench/results/<date>-<scale>.json and the table in docs/benchmarks.md."""
 from __future__ import annotations
 
 import json
@@ -118,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     from bench.run import static_notes
     from reelscore.config import ROOT
     p = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
-    p.add_argument("results", type=Path, help="bench/results/<date>.json")
+    p.add_argument("results", type=Path, help="bench/results/<date>-<scale>.json")
     p.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = p.parse_args(argv)
     doc = json.loads(args.results.read_text())
     doc["notes"] = static_notes(doc["scale"])
     write_json(args.results, doc)
-    plans = args.results.parent / f"{doc['date']}-plans"
+    plans = args.results.parent / f"{doc['date']}-{doc['scale']}-plans"
     args.docs.write_text(markdown(doc, os.path.relpath(plans, args.docs.parent)))
     print(f"wrote {args.docs}")
     return 0

@@ -2,7 +2,7 @@
 
 Builds (once, then reuses) the database `reelscore_bench_<scale>` on the local cluster:
 created, migrated to head, filled with `reelscore synth`. Runs every group, then writes
-bench/results/<date>.json, EXPLAIN (ANALYZE, BUFFERS) outputs in bench/results/<date>-plans/
+bench/results/<date>-<scale>.json, EXPLAIN (ANALYZE, BUFFERS) outputs in bench/results/<date>-<scale>-plans/
 and the table in docs/benchmarks.md. Never part of CI (CI runs the 1k smoke of the harness).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bench import env, groups, report
 from bench.core import Bench
 from reelscore.config import ROOT, database_url
 
-ALL = ("normalize", "scoring", "search", "coverage", "timeseries", "ingest", "pgbench")
+ALL = ("normalize", "scoring", "search", "coverage", "timeseries", "ingest", "admin", "pgbench")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             env.migrate_or_rebuild(database_url(), dbname, log)
     date = started.strftime("%Y-%m-%d")
     results_dir = args.results_dir
-    plans_dir = results_dir / f"{date}-plans"
+    plans_dir = results_dir / f"{date}-{args.scale}-plans"
     if plans_dir.exists():
         for old in plans_dir.glob("*.txt"):
             old.unlink()
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": env.machine(), "versions": doc_versions, "data": data, "groups": args.only,
         "notes": notes, "rows": [r.to_dict() for r in b.rows],
     }
-    json_path = results_dir / f"{date}.json"
+    json_path = results_dir / f"{date}-{args.scale}.json"
     report.write_json(json_path, doc)
     try:
         plans_rel = os.path.relpath(plans_dir, args.docs.parent)

@@ -188,7 +188,9 @@ BEGIN
       nvec = excluded.nvec, pvec = excluded.pvec, present = excluded.present, n_present = excluded.n_present,
       cat_rating = excluded.cat_rating, cat_award = excluded.cat_award, cat_financial = excluded.cat_financial,
       cat_cultural = excluded.cat_cultural, cat_popularity = excluded.cat_popularity,
-      definitions_version = excluded.definitions_version, computed_at = excluded.computed_at, stale = false
+      definitions_version = excluded.definitions_version, computed_at = excluded.computed_at, stale = false,
+      -- the HNSW copy (similarity_vectors) is brought up to date by sync_similarity_vectors()
+      similarity_synced = f.similarity_synced AND f.nvec::real[] = excluded.nvec::real[]
     WHERE f.stale
        OR (f.nvec::real[], f.present, f.cat_rating, f.cat_award, f.cat_financial, f.cat_cultural, f.cat_popularity)
           IS DISTINCT FROM (excluded.nvec::real[], excluded.present, excluded.cat_rating, excluded.cat_award,
@@ -199,11 +201,14 @@ BEGIN
   IF p_movie_ids IS NULL THEN
     DELETE FROM reelscore.movie_features f WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = f.movie_id);
     DELETE FROM reelscore.movie_scores s WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = s.movie_id);
+    DELETE FROM reelscore.similarity_vectors v WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = v.movie_id);
   ELSE
     DELETE FROM reelscore.movie_features f WHERE f.movie_id = ANY (p_movie_ids)
       AND NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = f.movie_id);
     DELETE FROM reelscore.movie_scores s WHERE s.movie_id = ANY (p_movie_ids)
       AND NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = s.movie_id);
+    DELETE FROM reelscore.similarity_vectors v WHERE v.movie_id = ANY (p_movie_ids)
+      AND NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = v.movie_id);
   END IF;
   RETURN v_n;
 END
@@ -627,8 +632,9 @@ COMMENT ON FUNCTION reelscore.rescore_movies(bigint[]) IS
 
 -- Raw value changes: statement-level triggers with transition tables. Small changes are
 -- rescored in the same transaction; with reelscore.defer_scoring = on the touched movies'
--- features are only marked stale; a statement touching more movies than
--- reelscore.incremental_limit (default 20000) marks the whole feature table for a rebuild.
+-- features are only marked stale, and so are they when a statement touches more movies than
+-- reelscore.incremental_limit (default 20000); past a quarter of the catalogue the whole
+-- feature table is marked for one rebuild instead.
 -- refresh_scores() (pg_cron or the CLI loop) catches up; movie_score computes fresh meanwhile.
 CREATE OR REPLACE FUNCTION reelscore.values_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
@@ -654,11 +660,12 @@ BEGIN
   IF v_ids IS NULL THEN
     RETURN NULL;
   END IF;
-  IF cardinality(v_ids) > v_limit THEN
-    -- a bulk load: the whole feature table needs a rebuild (cheaper than flagging each row,
-    -- and movie_features carries an HNSW index that makes every row write costly)
+  IF cardinality(v_ids) > v_limit AND cardinality(v_ids) > (SELECT c.reltuples / 4 FROM pg_class c
+                                                             WHERE c.oid = 'reelscore.movie_features'::regclass) THEN
+    -- a load touching a quarter of the catalogue: one full rebuild of the feature table is
+    -- cheaper than flagging each row and then recomputing them one set at a time
     UPDATE reelscore.scoring_state SET features_refreshed_at = NULL;
-  ELSIF coalesce(current_setting('reelscore.defer_scoring', true), '') = 'on' THEN
+  ELSIF cardinality(v_ids) > v_limit OR coalesce(current_setting('reelscore.defer_scoring', true), '') = 'on' THEN
     PERFORM reelscore.mark_features_stale(v_ids);
   ELSE
     PERFORM reelscore.rescore_movies(v_ids);
@@ -683,6 +690,7 @@ AS $$
 BEGIN
   DELETE FROM reelscore.movie_features f USING old_rows o WHERE f.movie_id = o.id;
   DELETE FROM reelscore.movie_scores s USING old_rows o WHERE s.movie_id = o.id;
+  DELETE FROM reelscore.similarity_vectors v USING old_rows o WHERE v.movie_id = o.id;
   RETURN NULL;
 END
 $$;
@@ -752,10 +760,18 @@ BEGIN
   IF refresh_scores.profile IS NOT NULL AND NOT FOUND THEN
     PERFORM reelscore.profile_id(refresh_scores.profile);  -- raises for an unknown profile
   END IF;
+  -- 3. the similarity index's copy of the vectors that changed
+  v_t0 := clock_timestamp();
+  v_n := reelscore.sync_similarity_vectors();
+  IF v_n > 0 THEN
+    profile_name := NULL; action := 'similarity vectors synced'; movies := v_n;
+    seconds := extract(epoch FROM clock_timestamp() - v_t0);
+    RETURN NEXT;
+  END IF;
 END
 $$;
 COMMENT ON FUNCTION reelscore.refresh_scores(text) IS
-  'Bring precomputed scores up to date: rebuild features after definition changes (or rescore the movies whose features are stale), then fully rescore the given profile, or (NULL) every profile whose scores are due (see score_staleness). One row per step: profile, action, movies, seconds.';
+  'Bring precomputed scores up to date: rebuild features after definition changes (or rescore the movies whose features are stale), then fully rescore the given profile, or (NULL) every profile whose scores are due (see score_staleness), then sync the similarity vectors that changed. One row per step: profile, action, movies, seconds.';
 
 -- ---------------------------------------------------------------------------------------
 -- The public scoring API

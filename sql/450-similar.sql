@@ -2,8 +2,10 @@
 --
 -- "Similar" means similar in how the world rated and received them: close in the 32-d
 -- vector of normalized metric values (movie_features.nvec, 0 where a metric is missing),
--- by Euclidean (L2) distance. Not similar in story, cast or style. The HNSW index is
--- movie_features_nvec_hnsw (migration 0008); each call sets hnsw.ef_search for its k and
+-- by Euclidean (L2) distance. Not similar in story, cast or style. The candidates come from
+-- similarity_vectors (a copy of nvec with the HNSW index similarity_vectors_hnsw, migration
+-- 0013), synced by refresh_scores(): the query movie's vector is always the current one,
+-- its neighbours' may lag a value change by one refresh. Each call sets hnsw.ef_search for its k and
 -- turns on pgvector 0.8's iterative index scans, so filters (the movie itself, the same
 -- genre) do not starve the result, and restores both settings before returning.
 
@@ -51,7 +53,7 @@ BEGIN
     RETURN QUERY
     WITH nn AS MATERIALIZED (
       SELECT f.movie_id, f.nvec <-> v_vec AS d
-      FROM reelscore.movie_features f
+      FROM reelscore.similarity_vectors f
       JOIN reelscore.movies g ON g.id = f.movie_id
       WHERE f.movie_id <> similar_movies.p_movie_id AND g.genres && v_genres
       ORDER BY f.nvec <-> v_vec
@@ -64,7 +66,7 @@ BEGIN
     RETURN QUERY
     WITH nn AS MATERIALIZED (
       SELECT f.movie_id, f.nvec <-> v_vec AS d
-      FROM reelscore.movie_features f
+      FROM reelscore.similarity_vectors f
       WHERE f.movie_id <> similar_movies.p_movie_id
       ORDER BY f.nvec <-> v_vec
       LIMIT similar_movies.k)
@@ -79,7 +81,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION reelscore.similar_movies(bigint, integer, boolean) IS
-  'The k movies most similar in how the world rated and received them: nearest neighbours by Euclidean distance on the normalized metric vectors (movie_features.nvec, HNSW index), optionally sharing a genre with the movie. similarity = 1 / (1 + distance). Approximate (recall@10 >= 0.95, docs/search.md); similar_movies_exact gives the exact answer.';
+  'The k movies most similar in how the world rated and received them: nearest neighbours by Euclidean distance on the normalized metric vectors (the movie''s current movie_features.nvec against similarity_vectors, HNSW index; neighbours'' vectors as of the last refresh_scores), optionally sharing a genre with the movie. similarity = 1 / (1 + distance). Approximate (recall@10 >= 0.95, docs/search.md); similar_movies_exact gives the exact answer.';
 
 -- The exact answer (a sequential scan over every vector): for measuring recall, and for
 -- callers that need exactness over speed.
@@ -111,7 +113,7 @@ BEGIN
   RETURN QUERY
   WITH nn AS MATERIALIZED (
     SELECT f.movie_id, (f.nvec <-> v_vec) + 0.0 AS d   -- "+ 0" keeps the HNSW index out: exact
-    FROM reelscore.movie_features f
+    FROM reelscore.similarity_vectors f
     JOIN reelscore.movies g ON g.id = f.movie_id
     WHERE f.movie_id <> similar_movies_exact.p_movie_id
       AND (NOT similar_movies_exact.same_genre OR g.genres && v_genres)
@@ -126,33 +128,79 @@ $$;
 COMMENT ON FUNCTION reelscore.similar_movies_exact(bigint, integer, boolean) IS
   'Exact nearest neighbours (sequential scan) with the same arguments and columns as similar_movies: the reference its recall is measured against.';
 
--- Bulk loads: HNSW grows one insertion at a time, which is far slower than building the
--- index over the finished table. A bulk load (the synthetic generator, a first
--- refresh_features over a large catalogue) may drop the index first and build it after.
--- The definition is the one of migration 0008.
+-- The HNSW index. HNSW grows one insertion at a time, far slower than a build over the
+-- finished table: sync_similarity_vectors() drops it before copying many vectors and builds
+-- it after; drop_/build_similarity_index() let a bulk loader do the same by hand.
 CREATE OR REPLACE FUNCTION reelscore.drop_similarity_index() RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  DROP INDEX IF EXISTS reelscore.movie_features_nvec_hnsw;
+  DROP INDEX IF EXISTS reelscore.similarity_vectors_hnsw;
 END
 $$;
 COMMENT ON FUNCTION reelscore.drop_similarity_index() IS
   'Drop the HNSW index of similar_movies before a bulk load (similar_movies still answers, by a sequential scan); build_similarity_index() puts it back.';
 
-CREATE OR REPLACE FUNCTION reelscore.build_similarity_index(p_maintenance_work_mem text DEFAULT '256MB')
+CREATE OR REPLACE FUNCTION reelscore.build_similarity_index(p_maintenance_work_mem text DEFAULT '1GB')
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_maintenance_work_mem !~ '^[0-9]+(kB|MB|GB)$' THEN
-    RAISE EXCEPTION 'p_maintenance_work_mem must look like 256MB, got %', quote_literal(p_maintenance_work_mem)
+  IF p_maintenance_work_mem IS NULL OR p_maintenance_work_mem !~ '^[0-9]+(kB|MB|GB)$' THEN
+    RAISE EXCEPTION 'p_maintenance_work_mem must look like 256MB, got %', coalesce(quote_literal(p_maintenance_work_mem), 'NULL')
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  -- the graph of 1M 32-d vectors needs about 600 MB: a build that spills is several times slower
   PERFORM set_config('maintenance_work_mem', p_maintenance_work_mem, true);
-  CREATE INDEX IF NOT EXISTS movie_features_nvec_hnsw ON reelscore.movie_features
-    USING hnsw (nvec vector_l2_ops) WITH (m = 24, ef_construction = 128);
+  EXECUTE format('CREATE INDEX IF NOT EXISTS similarity_vectors_hnsw ON reelscore.similarity_vectors '
+                 'USING hnsw (nvec %I.vector_l2_ops) WITH (m = 24, ef_construction = 128)', reelscore.vector_schema());
 END
 $$;
 COMMENT ON FUNCTION reelscore.build_similarity_index(text) IS
-  'Build the HNSW index of similar_movies (migration 0008''s definition) if it is missing, e.g. after a bulk load; the graph is built in maintenance_work_mem (default 256MB).';
+  'Build the HNSW index of similar_movies (migration 0013''s definition) if it is missing, e.g. after a bulk load; the graph is built in maintenance_work_mem (default 1GB).';
+
+-- Copy the vectors that changed since the last sync (movie_features.similarity_synced =
+-- false) into similarity_vectors. One statement marks and copies, so a feature write that
+-- commits meanwhile is either copied now or left unsynced for the next call. Above
+-- p_rebuild_over rows (or a fifth of the table) the index is dropped and rebuilt instead
+-- of updated row by row.
+CREATE OR REPLACE FUNCTION reelscore.sync_similarity_vectors(p_rebuild_over bigint DEFAULT 50000)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_pending bigint;
+  v_total bigint;
+  v_rebuild boolean;
+  v_n bigint;
+BEGIN
+  IF p_rebuild_over IS NULL OR p_rebuild_over < 0 THEN
+    RAISE EXCEPTION 'p_rebuild_over must be a row count >= 0, got %', coalesce(p_rebuild_over::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT count(*) INTO v_pending FROM reelscore.movie_features f WHERE NOT f.similarity_synced;
+  IF v_pending = 0 THEN
+    RETURN 0;
+  END IF;
+  SELECT greatest(c.reltuples, 0)::bigint INTO v_total FROM pg_class c WHERE c.oid = 'reelscore.similarity_vectors'::regclass;
+  v_rebuild := to_regclass('reelscore.similarity_vectors_hnsw') IS NOT NULL
+               AND (v_pending > p_rebuild_over OR v_pending > v_total / 5) AND v_pending > 1000;
+  IF v_rebuild THEN
+    PERFORM reelscore.drop_similarity_index();
+  END IF;
+  WITH marked AS (
+    UPDATE reelscore.movie_features f SET similarity_synced = true
+    WHERE NOT f.similarity_synced
+    RETURNING f.movie_id, f.nvec)
+  INSERT INTO reelscore.similarity_vectors AS v (movie_id, nvec, synced_at)
+  SELECT m.movie_id, m.nvec, now() FROM marked m
+  ON CONFLICT (movie_id) DO UPDATE SET nvec = excluded.nvec, synced_at = excluded.synced_at;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  IF v_rebuild THEN
+    PERFORM reelscore.build_similarity_index();
+  END IF;
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.sync_similarity_vectors(bigint) IS
+  'Copy changed movie vectors (movie_features.similarity_synced = false) into similarity_vectors, the table under similar_movies'' HNSW index; above p_rebuild_over rows (or a fifth of the table) the index is rebuilt rather than updated. refresh_scores() calls it. Returns the number of vectors copied.';

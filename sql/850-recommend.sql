@@ -107,9 +107,11 @@ BEGIN
                  AND (p_genre IS NULL OR EXISTS (SELECT 1 FROM reelscore.movies g
                                                WHERE g.id = mf.movie_id AND p_genre = ANY (g.genres)))
                ORDER BY mf.factors <#> v_user.factors
-               LIMIT recommend.k) c
+               -- relaxed_order returns candidates only roughly sorted: take twice k, keep the best k
+               LIMIT 2 * recommend.k + 10) c
         JOIN reelscore.movies m ON m.id = c.movie_id
-       ORDER BY c.d, c.movie_id;
+       ORDER BY c.d, c.movie_id
+       LIMIT recommend.k;
     END IF;
     RETURN;
   END IF;

@@ -119,6 +119,8 @@ GRANT EXECUTE ON FUNCTION
   TO reelscore_read;
 -- Loading values rescores the touched movies in the loader's transaction (triggers run as the loader).
 GRANT INSERT, UPDATE, DELETE ON reelscore.movie_features, reelscore.movie_scores TO reelscore_write;
+-- deleting a movie (or its last values) removes its similarity vector in the same transaction
+GRANT DELETE ON reelscore.similarity_vectors TO reelscore_write;
 GRANT UPDATE ON reelscore.scoring_state TO reelscore_write;
 GRANT EXECUTE ON FUNCTION
   reelscore.mark_features_stale(bigint[]), reelscore.features_sql(), reelscore.compute_features(bigint[]),
@@ -145,7 +147,7 @@ GRANT EXECUTE ON FUNCTION
   TO reelscore_admin;
 
 -- == search ==
-GRANT SELECT ON reelscore.movie_features, reelscore.movie_scores TO reelscore_read;
+GRANT SELECT ON reelscore.movie_features, reelscore.movie_scores, reelscore.similarity_vectors TO reelscore_read;
 GRANT EXECUTE ON FUNCTION
   reelscore.search_movies(jsonb, text, integer, integer), reelscore.validate_search_filters(jsonb),
   reelscore.search_explain(jsonb, text, integer, integer, boolean, text), reelscore.search_query(jsonb, text),
@@ -157,7 +159,8 @@ GRANT EXECUTE ON FUNCTION
   reelscore.parse_query(text)
   TO reelscore_read;
 -- Dropping and building the similarity index: the table owner's right (reelscore_admin runs it as owner).
-GRANT EXECUTE ON FUNCTION reelscore.drop_similarity_index(), reelscore.build_similarity_index(text)
+GRANT EXECUTE ON FUNCTION reelscore.drop_similarity_index(), reelscore.build_similarity_index(text),
+  reelscore.sync_similarity_vectors(bigint)
   TO reelscore_admin;
 
 -- == ml ==

@@ -7,9 +7,11 @@ import re
 
 import numpy as np
 import psycopg
+from psycopg import sql
 import pytest
 
 from bench import core, run
+from tests.conftest import url_for_db
 
 KINDS = {"latency", "throughput", "concurrency", "memory"}
 STATUSES = {"ok", "not available", "failed"}
@@ -18,9 +20,15 @@ STATUSES = {"ok", "not available", "failed"}
 @pytest.fixture(scope="module")
 def smoke(db_url, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    rc = run.main(["--scale", "1k", "--smoke", "--database", db_url, "--no-migrate",
-                   "--results-dir", str(out / "results"), "--docs", str(out / "benchmarks.md"),
-                   "--data-dir", str(out / "data")])
+    try:
+        rc = run.main(["--scale", "1k", "--smoke", "--database", db_url, "--no-migrate",
+                       "--results-dir", str(out / "results"), "--docs", str(out / "benchmarks.md"),
+                       "--data-dir", str(out / "data")])
+    finally:
+        # the ingest group's second database (<database>_load): the whole-catalogue load
+        load_db = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"] + "_load"
+        with psycopg.connect(url_for_db(db_url, "postgres"), autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(load_db)))
     assert rc == 0
     files = list((out / "results").glob("*.json"))
     assert len(files) == 1
@@ -29,7 +37,7 @@ def smoke(db_url, tmp_path_factory):
 
 def test_result_document_shape(smoke):
     _, doc, path = smoke
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", doc["date"]) and path.name == f"{doc['date']}.json"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", doc["date"]) and path.name == f"{doc['date']}-{doc['scale']}.json"
     dt.date.fromisoformat(doc["date"])
     assert doc["scale"] == "1k" and doc["movies"] == 1000 and doc["smoke"] is True
     m = doc["machine"]
@@ -104,7 +112,7 @@ def test_pgbench_rows_have_tps_and_percentiles(smoke):
 
 def test_plans_and_markdown_written(smoke):
     out, doc, path = smoke
-    plans = list((path.parent / f"{doc['date']}-plans").glob("*.txt"))
+    plans = list((path.parent / f"{doc['date']}-{doc['scale']}-plans").glob("*.txt"))
     assert len(plans) >= 5
     for p in plans:
         assert "Execution Time" in p.read_text() or "EXPLAIN failed" in p.read_text()

@@ -478,9 +478,53 @@ def test_similar_movies_same_genre(conn, data):
 def test_similar_movies_uses_the_hnsw_index(conn, data):
     conn.execute("SET hnsw.iterative_scan = relaxed_order")
     plan = "\n".join(r[0] for r in conn.execute(
-        "EXPLAIN SELECT movie_id FROM reelscore.movie_features WHERE movie_id <> 1 "
+        "EXPLAIN SELECT movie_id FROM reelscore.similarity_vectors WHERE movie_id <> 1 "
         "ORDER BY nvec <-> (SELECT nvec FROM reelscore.movie_features WHERE movie_id = 1) LIMIT 10"))
-    assert "movie_features_nvec_hnsw" in plan
+    assert "similarity_vectors_hnsw" in plan
+
+
+def test_feature_writes_do_not_touch_the_hnsw_index_until_the_sync(conn, data):
+    """A value change rescores the movie at once (its features and scores) but leaves the
+    HNSW copy of its vector alone; refresh_scores() copies it, and only changed vectors."""
+    conn.execute("BEGIN")
+    try:
+        movie = 7
+        before = conn.execute("SELECT nvec::text FROM reelscore.similarity_vectors WHERE movie_id = %s",
+                              (movie,)).fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM reelscore.movie_features WHERE NOT similarity_synced").fetchone()[0] == 0
+        conn.execute("SELECT reelscore.upsert_metric(%s, 'imdb_rating', 9.9)", (movie,))
+        conn.execute("SELECT reelscore.upsert_metric(%s, 'metacritic_score', 3)", (movie,))
+        fresh = conn.execute("SELECT nvec::text, similarity_synced FROM reelscore.movie_features WHERE movie_id = %s",
+                             (movie,)).fetchone()
+        assert fresh[0] != before and fresh[1] is False
+        # the neighbours' side still has the old vector; the query side already uses the new one
+        assert conn.execute("SELECT nvec::text FROM reelscore.similarity_vectors WHERE movie_id = %s",
+                            (movie,)).fetchone()[0] == before
+        steps = conn.execute("SELECT action, movies FROM reelscore.refresh_scores()").fetchall()
+        assert ("similarity vectors synced", 1) in steps
+        assert conn.execute("SELECT nvec::text FROM reelscore.similarity_vectors WHERE movie_id = %s",
+                            (movie,)).fetchone()[0] == fresh[0]
+        assert conn.execute("SELECT count(*) FROM reelscore.movie_features WHERE NOT similarity_synced").fetchone()[0] == 0
+        assert conn.execute("SELECT reelscore.sync_similarity_vectors()").fetchone()[0] == 0
+        # a deleted movie leaves the index's table at once
+        conn.execute("DELETE FROM reelscore.movies WHERE id = %s", (movie,))
+        assert conn.execute("SELECT count(*) FROM reelscore.similarity_vectors WHERE movie_id = %s",
+                            (movie,)).fetchone()[0] == 0
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def test_a_large_sync_rebuilds_the_index(conn, data):
+    conn.execute("BEGIN")
+    try:
+        conn.execute("UPDATE reelscore.movie_features SET similarity_synced = false")
+        n = conn.execute("SELECT reelscore.sync_similarity_vectors(10)").fetchone()[0]
+        assert n == conn.execute("SELECT count(*) FROM reelscore.movie_features").fetchone()[0]
+        assert conn.execute("SELECT to_regclass('reelscore.similarity_vectors_hnsw') IS NOT NULL").fetchone()[0]
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_rebuild_over"):
+            conn.execute("SELECT reelscore.sync_similarity_vectors(-1)")
+    finally:
+        conn.execute("ROLLBACK")
 
 
 def test_similar_movies_arguments(conn, data):
