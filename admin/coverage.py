@@ -27,6 +27,8 @@ def _installed() -> bool:
 
 @bp.get("/")
 def index():
+    if request.args.get("fragment") not in (None, "live"):
+        return render_error(400, "Bad parameter", f"fragment must be 'live', got {request.args.get('fragment')!r}")
     if not _installed():
         return render_template("pending.html", title="Coverage")
     latest = query_one("SELECT * FROM reelscore.coverage_latest")
@@ -47,7 +49,9 @@ def index():
                           WHERE dimension IN ('category', 'source') ORDER BY dimension, movies_missing DESC""")
     bars = json.dumps({"horizontal": False, "labels": [c["category"] for c in categories],
                        "datasets": [{"label": "coverage %", "data": [c["coverage_percentage"] for c in categories]}]})
-    return render_template("coverage/index.html", latest=latest, categories=categories, sources=sources,
+    # ?fragment=live: the numbers alone, for the page's live refresh after a new snapshot
+    template = "coverage/_live.html" if request.args.get("fragment") == "live" else "coverage/index.html"
+    return render_template(template, latest=latest, categories=categories, sources=sources,
                            metrics=metrics, alerts=alerts, buckets=buckets, heat_codes=heat_codes,
                            heat_cells=heat_cells, gap_counts=gap_counts, bars=bars, refresh_form=EmptyForm(),
                            scopes=SCOPES)

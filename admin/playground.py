@@ -64,6 +64,9 @@ def _profiles() -> list[dict]:
 
 @bp.get("/movie/<int:movie_id>")
 def movie(movie_id: int):
+    fragment = request.args.get("fragment")
+    if fragment not in (None, "live"):
+        return render_error(400, "Bad parameter", f"fragment must be 'live', got {fragment!r}")
     m = _movie(movie_id)
     values = query("""SELECT d.code, d.name, d.category, d.source, d.raw_unit, d.normalization_type, v.raw_value,
                              v.observed_at,
@@ -91,7 +94,9 @@ def movie(movie_id: int):
     weights = {c: (current[f"{c}_weight"] if current else 0.2) for c in CATEGORIES}
     chart = json.dumps({"horizontal": True, "labels": [v["code"] for v in values],
                         "datasets": [{"label": "normalized", "data": [v["normalized_value"] for v in values]}]})
-    return render_template("playground/movie.html", m=m, values=values, breakdown=breakdown, sentence=sentence,
+    # ?fragment=live: values, scores and sentence alone, for the page's live refresh
+    template = "playground/_live.html" if fragment == "live" else "playground/movie.html"
+    return render_template(template, m=m, values=values, breakdown=breakdown, sentence=sentence,
                            by_profile=by_profile, total=total, profile=profile, profiles=profiles,
                            weights=weights, scoring=scoring, chart=chart)
 

@@ -13,6 +13,8 @@ import psycopg
 import pytest
 from werkzeug.security import generate_password_hash
 
+from admin.views import fmt_num
+
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
@@ -110,6 +112,16 @@ def test_playground_page_hears_about_its_movie_only(context, db_url, movie_id):
     notice.wait_for(state="visible")
     assert "carol" in notice.inner_text()
     assert int(notice.get_attribute("data-rs-last-seq")) == last_seq(db_url)
+    # the numbers follow without a reload: the raw value, the scores, the breakdown
+    pg.wait_for_function("() => document.querySelector('#movie-live tr[data-code=imdb_rating] td.raw')"
+                         ".textContent.trim().startsWith('8.1')")
+    with psycopg.connect(db_url) as c:
+        want = c.execute("SELECT reelscore.movie_score(%s, 'balanced')", (movie_id,)).fetchone()[0]
+    pg.wait_for_function(f"() => document.querySelector('#movie-live tr[data-profile=balanced] td.num')"
+                         f".textContent.trim() === '{fmt_num(want, 4)}'")
+    pg.wait_for_function("() => Array.from(document.querySelectorAll('#breakdown td'))"
+                         ".some(td => td.textContent.trim().startsWith('8.1'))")
+    assert pg.locator("#live-form").count() == 1   # the sliders are still there, untouched
     pg.close()
 
 
@@ -128,8 +140,21 @@ def test_coverage_page_hears_about_a_new_snapshot(context, db_url):
     pg = open_live(context, "/coverage/")
     notice = pg.locator(".live-notice[data-rs-on]")
     assert notice.is_hidden()
+    before = pg.locator("#value-count").inner_text()
+    # one more value, then a snapshot: the page's numbers follow without a reload
+    sql(db_url, "INSERT INTO reelscore.movies (title) VALUES ('Coverage Film')")
+    sql(db_url, """INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value)
+                   SELECT m.id, d.id, 7 FROM reelscore.movies m, reelscore.metric_definitions d
+                   WHERE m.title = 'Coverage Film' AND d.code = 'imdb_rating'""")
     sql(db_url, "SELECT reelscore.refresh_coverage()")
     notice.wait_for(state="visible")
+    with psycopg.connect(db_url) as c:
+        count = c.execute("SELECT value_count FROM reelscore.coverage_latest").fetchone()[0]
+    want = fmt_num(count)
+    assert want != before
+    pg.wait_for_function(f"() => document.querySelector('#value-count').textContent.trim() === '{want}'")
+    # the charts are drawn again in the new numbers (htmx settles, admin.js redraws)
+    pg.wait_for_function("() => window.reelscoreCharts['category-bars'] !== undefined")
     pg.close()
 
 
