@@ -12,6 +12,7 @@
 -- ---------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION reelscore.metric_values_history() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
+SET jit = off   -- a bulk merge's history INSERT would spend seconds compiling
 AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
@@ -64,6 +65,7 @@ CREATE OR REPLACE TRIGGER metric_values_history_upd
 -- ---------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION reelscore.metric_values_check_refs() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
   v_wanted bigint;
@@ -228,6 +230,7 @@ CREATE OR REPLACE FUNCTION reelscore.finish_load(p_batch_id bigint, p_movie_key 
                                                  p_check_duplicates boolean DEFAULT true)
 RETURNS TABLE (batch_id bigint, inserted bigint, updated bigint, unchanged bigint, rejected bigint)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
 AS $$
 DECLARE
   v_source text;

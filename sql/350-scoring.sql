@@ -148,9 +148,13 @@ BEGIN
 END
 $$;
 
+-- (SET jit = off on the set-based functions below: JIT compiled their wide expressions for
+-- seconds per call on this machine, e.g. 1M normalizations took 4.0 s with JIT and 0.98 s
+-- without; bench/results, normalize group.)
 -- Mean and median of each metric's normalized values (median imputation, shrinkage prior).
 CREATE OR REPLACE FUNCTION reelscore.refresh_score_stats() RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
 AS $$
 DECLARE
   v_n integer;
@@ -174,6 +178,7 @@ COMMENT ON FUNCTION reelscore.refresh_score_stats() IS
 -- Recompute the features of some movies (NULL: all); removes rows of movies that no longer exist.
 CREATE OR REPLACE FUNCTION reelscore.compute_features(p_movie_ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
 AS $$
 DECLARE
   v_n bigint;
@@ -536,6 +541,7 @@ COMMENT ON FUNCTION reelscore.score_sql(float8[], jsonb, jsonb, text) IS
 -- drops partitions, which the admin role cannot do itself; it takes only a profile id.
 CREATE OR REPLACE FUNCTION reelscore.rescore_profile_id(p_profile_id bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
   a record;
@@ -598,6 +604,7 @@ COMMENT ON FUNCTION reelscore.rescore_profile_id(bigint) IS
 -- Rescore some movies: recompute their features, then their scores under every precomputed profile.
 CREATE OR REPLACE FUNCTION reelscore.rescore_movies(p_movie_ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
 AS $$
 DECLARE
   a record;
@@ -638,6 +645,7 @@ COMMENT ON FUNCTION reelscore.rescore_movies(bigint[]) IS
 -- refresh_scores() (pg_cron or the CLI loop) catches up; movie_score computes fresh meanwhile.
 CREATE OR REPLACE FUNCTION reelscore.values_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
+SET jit = off
 AS $$
 DECLARE
   v_ids bigint[];
@@ -905,6 +913,7 @@ COMMENT ON FUNCTION reelscore.top_movies(text, integer, integer) IS
 CREATE OR REPLACE FUNCTION reelscore.top_movies_adhoc(weights jsonb, lim integer DEFAULT 50, "off" integer DEFAULT 0)
 RETURNS TABLE (movie_id bigint, title text, score double precision, confidence double precision)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET jit = off
 AS $$
 DECLARE
   a record;

@@ -30,6 +30,7 @@
 CREATE OR REPLACE FUNCTION reelscore.realtime_capture() RETURNS trigger
 LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
   c_cap     constant integer := 200;
