@@ -22,7 +22,10 @@ BEGIN
                 THEN reelscore.normalize_with(p.normalization_type, p.args, n.raw_value) END,
            CASE WHEN n.batch_id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('batch_id', n.batch_id) END
     FROM new_rows n
-    JOIN reelscore.metric_norm_params p ON p.metric_id = n.metric_id;
+    JOIN reelscore.metric_norm_params p ON p.metric_id = n.metric_id
+    -- in time order: chunk by chunk, and the time-led indexes grow at their ends (580k
+    -- points: 5 s instead of 8-11 s unordered)
+    ORDER BY n.observed_at;
   ELSIF TG_OP = 'UPDATE' THEN
     INSERT INTO reelscore.metric_timeseries (time, movie_id, metric_id, value, normalized_value, metadata)
     SELECT n.observed_at, n.movie_id, n.metric_id, n.raw_value,
@@ -33,7 +36,8 @@ BEGIN
     FROM new_rows n
     JOIN old_rows o ON o.movie_id = n.movie_id AND o.metric_id = n.metric_id
     JOIN reelscore.metric_norm_params p ON p.metric_id = n.metric_id
-    WHERE n.raw_value IS DISTINCT FROM o.raw_value OR n.observed_at IS DISTINCT FROM o.observed_at;
+    WHERE n.raw_value IS DISTINCT FROM o.raw_value OR n.observed_at IS DISTINCT FROM o.observed_at
+    ORDER BY n.observed_at;
   END IF;
   RETURN NULL;
 END
@@ -324,6 +328,7 @@ BEGIN
     FROM pg_temp.rs_load_staging s
     JOIN reelscore.metric_definitions d ON d.code = s.metric_code
     WHERE s.problem IS NULL
+    ORDER BY s.movie_id, d.id   -- primary key order: index pages are visited once, in order
     ON CONFLICT (movie_id, metric_id) DO UPDATE
       SET raw_value = excluded.raw_value, observed_at = excluded.observed_at,
           source_record = excluded.source_record, batch_id = excluded.batch_id, updated_at = excluded.updated_at
