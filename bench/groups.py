@@ -308,10 +308,27 @@ def search(b: Bench, p: Plan) -> None:
               note="cosine over shared metrics only: a cost peer, not the same ranking",
               plan_sql=(naive_sim, (ids[0],)))
     if has_sim:
+        # recall@10 against the exact scan (a sequential pass over every vector per query)
+        exact_name = "similar_movies_exact(movie_id, 10) (sequential scan)"
+        sample = ids[:5 if p.smoke else 40]
+        hits = []
+        exact_times = []
+        for m in sample:
+            approx = {r[0] for r in b.conn.execute("SELECT movie_id FROM reelscore.similar_movies(%s, 10)", (m,))}
+            t0 = time.perf_counter()
+            exact = [r[0] for r in b.conn.execute("SELECT movie_id FROM reelscore.similar_movies_exact(%s, 10)", (m,))]
+            exact_times.append(time.perf_counter() - t0)
+            if exact:
+                hits.append(len(approx & set(exact)) / len(exact))
+        recall = sum(hits) / len(hits) if hits else float("nan")
+        from bench.core import Row
+        b.add(Row(g, exact_name, "latency", samples=exact_times, warmup=0, baseline="similar_movies(movie_id, 10)",
+                  note=f"the exact answer recall is measured against ({len(sample)} movies)"))
         b.latency(g, "similar_movies(movie_id, 10)",
                   lambda i: b.conn.execute("SELECT * FROM reelscore.similar_movies(%s, 10)", (ids[i],)).fetchall(),
                   p.calls, p.warm, baseline=naive_name,
-                  plan_sql=("SELECT * FROM reelscore.similar_movies(%s, 10)", (ids[0],)))
+                  note=f"HNSW; recall@10 against the exact scan: {recall:.3f} over {len(hits)} movies",
+                  plan_sql=("SELECT * FROM reelscore.similar_movies(%s, 10)", (ids[0],)), recall_at_10=recall)
     else:
         b.unavailable(g, "similar_movies(movie_id, 10)", "latency", "reelscore.similar_movies does not exist yet")
 
@@ -621,11 +638,34 @@ def _restore(b: Bench, since) -> None:
     b.conn.execute("DROP TABLE bench.snap_values")
 
 
+# The loader's own peak memory: VmHWM of its process, read as it exits. ru_maxrss from wait4
+# would not do: Linux keeps the fork's pre-exec peak in it, i.e. this harness's own memory
+# (1.5 GB at SCALE=1m), whatever the loader used.
+_LOADER_WRAPPER = (
+    "import atexit, re, runpy, sys\n"
+    "def _hwm():\n"
+    "    m = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read())\n"
+    "    sys.stderr.write('\\nloader-peak-kb=%s\\n' % (m.group(1) if m else '?'))\n"
+    "atexit.register(_hwm)\n"
+    "sys.argv = ['reelscore'] + sys.argv[1:]\n"
+    "runpy.run_module('reelscore.cli', run_name='__main__')\n")
+
+
+def run_loader(args: list[str], env: dict) -> tuple[int, str, str, float | None]:
+    """`reelscore load ARGS` in a child process: exit code, stdout, stderr, peak RSS in MB."""
+    import re
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", _LOADER_WRAPPER, "load", *args], env=env,
+                          capture_output=True, text=True, check=False)
+    m = re.search(r"loader-peak-kb=(\d+)", proc.stderr)
+    err = re.sub(r"\n?loader-peak-kb=\S*\n?", "", proc.stderr)
+    return proc.returncode, proc.stdout, err, (int(m.group(1)) / 1024.0 if m else None)
+
+
 def _loader_memory(b: Bench, p: Plan) -> None:
     """Peak RSS of the CLI loader on a file and on one 4x larger: flat means streaming."""
     import os
-    import subprocess
-    import sys
 
     from reelscore.cli import build_parser
     g = "ingest"
@@ -654,21 +694,17 @@ def _loader_memory(b: Bench, p: Plan) -> None:
         # stale instead of rescoring them inside the load (its documented switch).
         env = dict(os.environ, REELSCORE_DATABASE_URL=b.url,
                    PGOPTIONS=(os.environ.get("PGOPTIONS", "") + " -c reelscore.defer_scoring=on").strip())
-        proc = subprocess.Popen([sys.executable, "-m", "reelscore.cli", "load", "--no-progress", str(path)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        out, err = proc.stdout.read(), proc.stderr.read()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
+        code, out, err, peak = run_loader(["--no-progress", str(path)], env)
+        if code != 0 or peak is None:
             b.add(__import__("bench.core", fromlist=["Row"]).Row(
                 g, f"loader peak memory: {label} ({rows:,} rows)", "memory", status="failed",
-                note=(err or out).strip().splitlines()[-1][:300] if (err or out).strip() else f"exit {proc.returncode}"))
+                note=(err or out).strip().splitlines()[-1][:300] if (err or out).strip() else f"exit {code}"))
             continue
-        peaks[label] = usage.ru_maxrss / 1024.0   # kB -> MB
+        peaks[label] = peak
         from bench.core import Row
         b.add(Row(g, f"loader peak memory: {label} ({rows:,} rows)", "memory", samples=[peaks[label]], unit="MB",
                   work=None, baseline=f"loader peak memory: x1 ({rows1:,} rows)" if label == "x4" else None,
-                  note="peak RSS of `reelscore load` (ru_maxrss)"))
+                  note="peak RSS of `reelscore load` (VmHWM of its process)"))
         path.unlink(missing_ok=True)
 
 
@@ -683,8 +719,6 @@ def catalogue_load(b: Bench, p: Plan) -> None:
     values. Beside it, in the same database and run: batched INSERT ... ON CONFLICT over a
     prefix of the same rows (the triggers fire for it too)."""
     import os
-    import subprocess
-    import sys
 
     from bench import env as benv
     g = "ingest"
@@ -705,8 +739,7 @@ def catalogue_load(b: Bench, p: Plan) -> None:
                     "COPY (SELECT v.movie_id, d.code AS metric_code, v.raw_value, v.observed_at "
                     "FROM reelscore.metric_values v JOIN reelscore.metric_definitions d ON d.id = v.metric_id "
                     "ORDER BY v.movie_id, v.metric_id) TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
-                for chunk in cp:
-                    f.write(chunk)
+                f.writelines(cp)
             stamp.write_text(str(n_values))
             b.log(f"  ingest: exported {n_values:,} values to {values_csv} ({time.monotonic() - t0:.1f} s)")
     except Exception as exc:  # noqa: BLE001 - a failure becomes a row, the run goes on
@@ -731,17 +764,12 @@ def catalogue_load(b: Bench, p: Plan) -> None:
 
     def cli_load(_i: int) -> None:
         envv = dict(os.environ, REELSCORE_DATABASE_URL=load_url)
-        # the loader prints a summary only (--no-progress): its pipes cannot fill before it exits
-        proc = subprocess.Popen([sys.executable, "-m", "reelscore.cli", "load", "--no-progress", "--source",
-                                 "bench-catalogue", str(values_csv)], env=envv,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        out, err = proc.stdout.read(), proc.stderr.read()
-        code = os.waitstatus_to_exitcode(status)
+        code, out, err, peak = run_loader(["--no-progress", "--source", "bench-catalogue", str(values_csv)], envv)
         if code != 0:
             raise RuntimeError(f"reelscore load exited {code}: {(err or out).strip()[-300:]}")
         usage_box["out"] = out.strip().splitlines()[-1] if out.strip() else ""
-        usage_box["rss_mb"] = usage.ru_maxrss / 1024.0
+        if peak is not None:
+            usage_box["rss_mb"] = peak
 
     with psycopg.connect(load_url, autocommit=True) as lc:
         try:
@@ -760,7 +788,7 @@ def catalogue_load(b: Bench, p: Plan) -> None:
             b.add(Row(g, f"loader peak memory: whole catalogue ({n_values:,} rows)", "memory",
                       samples=[usage_box["rss_mb"]], unit="MB", work=None,
                       baseline="loader peak memory: x1 (5,000 rows)" if not p.smoke else None,
-                      note="peak RSS of `reelscore load` over the whole catalogue file (ru_maxrss)"))
+                      note="peak RSS of `reelscore load` over the whole catalogue file (VmHWM of its process)"))
         # the baseline: a prefix of the same rows, batched INSERT ... ON CONFLICT, same triggers
         k = min(n_values, 200 if p.smoke else max(20_000, n_values // 10))
         rows = b.conn.execute("SELECT v.movie_id, v.metric_id, v.raw_value, v.observed_at FROM reelscore.metric_values v "

@@ -5,15 +5,14 @@ the schema. Run: `make docs` (or python -m reelscore.docgen)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from reelscore.config import ROOT, SQL_DIR, database_url
 
-_FUNC = re.compile(r"CREATE\s+OR\s+REPLACE\s+FUNCTION\s+reelscore\.(\w+)\s*\(", re.I)
-_VIEW = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+reelscore\.(\w+)", re.I)
+_FUNC = re.compile(r"CREATE\s+OR\s+REPLACE\s+FUNCTION\s+reelscore\.(\w+)\s*\(", re.IGNORECASE)
+_VIEW = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+reelscore\.(\w+)", re.IGNORECASE)
 
 API_QUERY = """
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plpy"))  # the reelpy package, for unit tests
 sys.path.insert(0, str(ROOT))
 
-from reelscore.config import database_url  # noqa: E402
+from reelscore.config import database_url
 
 _counter = itertools.count()
 TEST_ROLES = {"rs_test_read": "reelscore_read", "rs_test_write": "reelscore_write",

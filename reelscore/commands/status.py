@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from reelscore.db import connect, redact
 from reelscore.config import database_url
+from reelscore.db import connect, redact
 
 
 def register(sub) -> None:

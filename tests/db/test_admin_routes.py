@@ -634,13 +634,13 @@ def test_live_fragments_render_the_numbers_alone(viewer_client, movie_ids):
     page = viewer_client.get("/coverage/")
     frag = viewer_client.get("/coverage/?fragment=live")
     assert frag.status_code == 200 and "<html" not in frag.text and "<html" in page.text
-    grab = lambda t: re.search(r'<div class="stat" id="overall">([^<]+)</div>', t).group(1)  # noqa: E731
+    grab = lambda t: re.search(r'<div class="stat" id="overall">([^<]+)</div>', t).group(1)
     assert grab(frag.text) == grab(page.text)
     mid = movie_ids["The Godfather"]
     page = viewer_client.get(f"/playground/movie/{mid}?profile=critics_choice")
     frag = viewer_client.get(f"/playground/movie/{mid}?profile=critics_choice&fragment=live")
     assert frag.status_code == 200 and "<html" not in frag.text and 'id="live-form"' not in frag.text
-    rows = lambda t: re.findall(r'<tr data-profile="([^"]+)"[^>]*>.*?<td class="num">([^<]+)</td>', t, re.DOTALL)  # noqa: E731
+    rows = lambda t: re.findall(r'<tr data-profile="([^"]+)"[^>]*>.*?<td class="num">([^<]+)</td>', t, re.DOTALL)
     assert rows(frag.text) == rows(page.text) and len(rows(frag.text)) >= 5
     assert "critics_choice" in frag.text and 'class="sentence"' in frag.text
     for url in ("/coverage/?fragment=all", f"/playground/movie/{mid}?fragment=%3Cscript%3E"):

@@ -7,8 +7,8 @@ import re
 
 import numpy as np
 import psycopg
-from psycopg import sql
 import pytest
+from psycopg import sql
 
 from bench import core, run
 from tests.conftest import url_for_db

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import psycopg
-import pytest
 
 from tests.conftest import ROOT, migrate
 

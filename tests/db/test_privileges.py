@@ -49,7 +49,7 @@ def test_plpython_functions_are_security_invoker_or_pinned(conn):
 
 # Dynamic SQL: EXECUTE with a string built by || (or format with %s on a value) is how values
 # leak into SQL text. Every EXECUTE in sql/ must use format('%I') for names and USING for values.
-_EXEC_CONCAT = re.compile(r"EXECUTE\s+(?:'[^']*'|\$\w*\$.*?\$\w*\$|\w+)\s*\|\|", re.S | re.I)
+_EXEC_CONCAT = re.compile(r"EXECUTE\s+(?:'[^']*'|\$\w*\$.*?\$\w*\$|\w+)\s*\|\|", re.DOTALL | re.IGNORECASE)
 
 
 def test_dynamic_sql_never_concatenates():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import psycopg
 import pytest
-from hypothesis import given, settings, HealthCheck
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # The seed's inventory, written out independently of the migration: (type, params) per code.
