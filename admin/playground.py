@@ -22,14 +22,20 @@ SEARCH_LIMIT = 25
 
 # Title search: substring match (the trigram index on lower(title) serves it), exact and
 # prefix matches first, then the shorter titles.
+# The value counts are taken for the page of results only (after the LIMIT), not for every
+# title that matches: a common word matches thousands of a 1M catalogue's titles.
 _SEARCH_SQL = r"""
-SELECT m.id, m.title, m.release_year, m.director,
-       (SELECT count(*) FROM reelscore.metric_values v WHERE v.movie_id = m.id) AS n_values
-FROM reelscore.movies m
-WHERE lower(m.title) LIKE '%%' || replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%'
-ORDER BY lower(m.title) = lower(%(q)s) DESC, lower(m.title) LIKE replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%' DESC,
-         length(m.title), m.id
-LIMIT %(lim)s
+SELECT t.id, t.title, t.release_year, t.director,
+       (SELECT count(*) FROM reelscore.metric_values v WHERE v.movie_id = t.id) AS n_values
+FROM (
+  SELECT m.id, m.title, m.release_year, m.director
+  FROM reelscore.movies m
+  WHERE lower(m.title) LIKE '%%' || replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%'
+  ORDER BY lower(m.title) = lower(%(q)s) DESC, lower(m.title) LIKE replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%' DESC,
+           length(m.title), m.id
+  LIMIT %(lim)s) t
+ORDER BY lower(t.title) = lower(%(q)s) DESC, lower(t.title) LIKE replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%' DESC,
+         length(t.title), t.id
 """
 
 

@@ -840,10 +840,10 @@ GROUPS = {"normalize": normalize, "scoring": scoring, "search": search, "coverag
 
 
 def ensure_scores(b: Bench) -> None:
-    """Scores must exist before read paths are measured (when refresh_scores exists). Only the
-    profile the benchmarks read is refreshed: every profile of a fresh 100k catalogue costs
-    minutes."""
-    calls = (f"SELECT reelscore.refresh_scores('{PROFILE}')",
+    """Scores must exist before read paths are measured (when refresh_scores exists): every
+    profile due, as the schedule keeps them (the panel's comparison reads two system
+    profiles; an unscored one is computed fresh over the whole catalogue)."""
+    calls = ("SELECT reelscore.refresh_scores()",
              # dropped by env.ensure_data for the load (search engineer's addition); builds if missing
              "SELECT reelscore.build_similarity_index()",
              "SELECT reelscore.refresh_coverage()")
