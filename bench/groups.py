@@ -407,8 +407,24 @@ def timeseries(b: Bench, p: Plan) -> None:
                  baseline="refresh_rollups(one day)", plan_sql=(naive_roll, None))
     b.throughput(g, "refresh_rollups(one day)", lambda i: b.conn.execute(roll).fetchall(), p.runs, p.tp_warm,
                  day_points, baseline=naive_roll_name, min_runs=1,
-                 note=f"{movies:,} movies, {day_points:,} raw points of the day: hourly and daily rollups rewritten, "
-                      "trend candidates of the configured windows recomputed")
+                 note=f"{movies:,} movies, {day_points:,} raw points of the day re-rolled, no point changed: hourly "
+                      "and daily buckets recomputed and compared, none rewritten, trend candidates kept")
+    if b.has_function("refresh_trend_candidates"):
+        mid_votes = b.scalar("SELECT id FROM reelscore.metric_definitions WHERE code = 'tmdb_vote_count'")
+
+        def roll_after_new_point(i: int) -> None:
+            # one more point in the day: its buckets change, so the candidates are recomputed
+            b.conn.execute(f"INSERT INTO reelscore.metric_timeseries (time, movie_id, metric_id, value, metadata) "
+                           f"VALUES ({day_from} + interval '13 hours' + make_interval(secs => %s), 1, %s, %s, "
+                           "'{\"bench\": true}')", (i, mid_votes, 1000 + i))
+            b.conn.execute(roll).fetchall()
+        b.throughput(g, "refresh_rollups(one day) after a new point", roll_after_new_point, p.runs, p.tp_warm,
+                     day_points, baseline="refresh_rollups(one day)", min_runs=1,
+                     note="one new point in the day: its buckets rewritten, then the trend candidates of the 7- and "
+                          "30-day windows recomputed (refresh_trend_candidates)")
+        b.conn.execute(f"DELETE FROM reelscore.metric_timeseries WHERE metadata @> '{{\"bench\": true}}' "
+                       f"AND time >= {day_from} AND time < {day_to}")
+        b.conn.execute(roll).fetchall()
 
     naive_sql = """
       SELECT movie_id, regr_slope(value, extract(epoch FROM time)) AS slope

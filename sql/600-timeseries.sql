@@ -73,83 +73,72 @@ COMMENT ON VIEW reelscore.metric_rollup_weekly IS
   'Weekly rollup per movie and metric, combined from the daily partial state.';
 
 -- ---------------------------------------------------------------------------------------
--- Refresh: recompute the buckets of a window (default: the configured refresh_window back
--- from now, from the start of that day) by delete + insert. Readers keep seeing the old
--- rows until commit (MVCC); writers of metric_timeseries are never blocked.
--- ---------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION reelscore.refresh_rollups(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
-RETURNS TABLE (hourly_rows bigint, daily_rows bigint, window_from timestamptz, window_to timestamptz)
+-- Bring one rollup table's window in line with pg_temp.rs_rollup_new (the freshly computed
+-- buckets of that window): new buckets inserted, changed ones updated, buckets no longer
+-- backed by raw points deleted, identical ones left alone. The scheduled refresh re-rolls the
+-- same recent days every run and most of their buckets have not changed: rewriting them
+-- (the former delete + insert) cost a day at 100k movies 4-5 s per table in index writes
+-- and dead rows. Empties rs_rollup_new for the next table; returns how many buckets changed.
+CREATE OR REPLACE FUNCTION reelscore.merge_rollup(p_table text, p_ids smallint[], p_from timestamptz, p_to timestamptz)
+RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET jit = off
 AS $$
 DECLARE
+  v_n bigint;
+  v_k bigint;
+BEGIN
+  IF p_table NOT IN ('ts_rollup_hourly', 'ts_rollup_daily') THEN
+    RAISE EXCEPTION 'merge_rollup: unknown rollup table %', quote_literal(p_table) USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  ANALYZE pg_temp.rs_rollup_new;
+  EXECUTE format($q$
+    INSERT INTO reelscore.%1$I AS r
+      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
+    SELECT x.metric_id, x.bucket, x.movie_id, x.n, x.sum_value, x.sumsq_value, x.min_value, x.max_value,
+           x.last_value, x.last_time
+    FROM pg_temp.rs_rollup_new x
+    ORDER BY x.metric_id, x.bucket, x.movie_id
+    ON CONFLICT (metric_id, bucket, movie_id) DO UPDATE SET
+      n = excluded.n, sum_value = excluded.sum_value, sumsq_value = excluded.sumsq_value,
+      min_value = excluded.min_value, max_value = excluded.max_value, last_value = excluded.last_value,
+      last_time = excluded.last_time
+    WHERE (r.n, r.sum_value, r.sumsq_value, r.min_value, r.max_value, r.last_value, r.last_time)
+          IS DISTINCT FROM (excluded.n, excluded.sum_value, excluded.sumsq_value, excluded.min_value,
+                            excluded.max_value, excluded.last_value, excluded.last_time)
+  $q$, p_table);
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  EXECUTE format($q$
+    DELETE FROM reelscore.%1$I r
+    WHERE r.metric_id = ANY ($1) AND r.bucket >= $2 AND r.bucket < $3
+      AND NOT EXISTS (SELECT 1 FROM pg_temp.rs_rollup_new x
+                      WHERE x.metric_id = r.metric_id AND x.bucket = r.bucket AND x.movie_id = r.movie_id)
+  $q$, p_table) USING p_ids, p_from, p_to;
+  GET DIAGNOSTICS v_k = ROW_COUNT;
+  TRUNCATE pg_temp.rs_rollup_new;
+  RETURN v_n + v_k;
+END
+$$;
+COMMENT ON FUNCTION reelscore.merge_rollup(text, smallint[], timestamptz, timestamptz) IS
+  'Internal to refresh_rollups: merge the freshly computed buckets (pg_temp.rs_rollup_new) into a rollup table''s window, rewriting only buckets that changed. Returns how many buckets were inserted, updated or deleted.';
+
+-- Stage 1 of trending() for the configured windows: the least-squares slope of every
+-- movie's normalized daily mean over the window, the top trend_candidates per metric kept.
+-- refresh_rollups calls it when daily buckets changed or a window moved to a new day.
+CREATE OR REPLACE FUNCTION reelscore.refresh_trend_candidates() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
+SET work_mem = '256MB'   -- 6M daily rows for 30 days of 100k movies x 2 metrics: grouped in memory
+AS $$
+DECLARE
   v_s reelscore.ts_settings%ROWTYPE;
-  v_t0 timestamptz := clock_timestamp();
-  v_from timestamptz;
-  v_to timestamptz;
-  v_h bigint;
-  v_d bigint;
-  v_tsdb boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb');
-  v_last_raw text;
-  v_last_hour text;
-  v_ids smallint[];
+  v_ids smallint[] := ARRAY(SELECT d.id FROM reelscore.metric_definitions d ORDER BY d.id);
   v_w integer;
   v_wfrom timestamptz;
+  v_n bigint := 0;
+  v_k bigint;
 BEGIN
-  IF p_from IS NOT NULL AND p_to IS NOT NULL AND p_from >= p_to THEN
-    RAISE EXCEPTION 'refresh window is empty: from % is not before to %', p_from, p_to
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('reelscore.refresh_rollups')) THEN
-    RAISE NOTICE 'refresh_rollups: another refresh is running; skipped';
-    RETURN;
-  END IF;
   SELECT * INTO v_s FROM reelscore.ts_settings;
-
-  -- Whole days, so that every daily bucket is rebuilt from complete hours.
-  v_from := reelscore.ts_bucket('1 day', coalesce(p_from, now() - v_s.refresh_window));
-  IF v_s.raw_retained_from IS NOT NULL AND v_from < v_s.raw_retained_from THEN
-    v_from := v_s.raw_retained_from;   -- older raw points are gone: keep their rollups
-  END IF;
-  v_to := CASE WHEN p_to IS NULL THEN 'infinity'::timestamptz
-               WHEN reelscore.ts_bucket('1 day', p_to) = p_to THEN p_to
-               ELSE reelscore.ts_bucket('1 day', p_to) + interval '1 day' END;
-
-  v_last_raw := CASE WHEN v_tsdb THEN 'last(t.value, t.time)'
-                     ELSE '(array_agg(t.value ORDER BY t.time DESC))[1]' END;
-  v_last_hour := CASE WHEN v_tsdb THEN 'last(h.last_value, h.last_time)'
-                      ELSE '(array_agg(h.last_value ORDER BY h.last_time DESC))[1]' END;
-
-  -- metric_id = ANY: lets the primary key (metric_id, bucket, movie_id) find the window.
-  v_ids := ARRAY(SELECT d.id FROM reelscore.metric_definitions d ORDER BY d.id);
-  DELETE FROM reelscore.ts_rollup_hourly r
-  WHERE r.metric_id = ANY (v_ids) AND r.bucket >= v_from AND r.bucket < v_to;
-  EXECUTE format($q$
-    INSERT INTO reelscore.ts_rollup_hourly
-      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
-    SELECT t.metric_id, reelscore.ts_bucket('1 hour', t.time), t.movie_id, count(*), sum(t.value),
-           sum(t.value * t.value), min(t.value), max(t.value), %s, max(t.time)
-    FROM reelscore.metric_timeseries t
-    WHERE t.time >= $1 AND t.time < $2
-    GROUP BY 1, 2, 3
-  $q$, v_last_raw) USING v_from, v_to;
-  GET DIAGNOSTICS v_h = ROW_COUNT;
-
-  DELETE FROM reelscore.ts_rollup_daily r
-  WHERE r.metric_id = ANY (v_ids) AND r.bucket >= v_from AND r.bucket < v_to;
-  EXECUTE format($q$
-    INSERT INTO reelscore.ts_rollup_daily
-      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
-    SELECT h.metric_id, reelscore.ts_bucket('1 day', h.bucket), h.movie_id, sum(h.n), sum(h.sum_value),
-           sum(h.sumsq_value), min(h.min_value), max(h.max_value), %s, max(h.last_time)
-    FROM reelscore.ts_rollup_hourly h
-    WHERE h.metric_id = ANY ($3) AND h.bucket >= $1 AND h.bucket < $2
-    GROUP BY 1, 2, 3
-  $q$, v_last_hour) USING v_from, v_to, v_ids;
-  GET DIAGNOSTICS v_d = ROW_COUNT;
-
-  -- Stage 1 of trending() for the configured windows: the least-squares slope of every
-  -- movie's normalized daily mean, top trend_candidates per metric kept.
   FOREACH v_w IN ARRAY v_s.trend_windows LOOP
     v_wfrom := reelscore.ts_bucket('1 day', now() - make_interval(days => v_w));
     DELETE FROM reelscore.ts_trend_candidates c WHERE c.window_days = v_w;
@@ -167,7 +156,99 @@ BEGIN
       HAVING count(*) >= 3 AND regr_slope(s.y, s.x) > 0
     ) t
     WHERE t.rn <= v_s.trend_candidates;
+    GET DIAGNOSTICS v_k = ROW_COUNT;
+    v_n := v_n + v_k;
   END LOOP;
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.refresh_trend_candidates() IS
+  'Stage 1 of trending(): per metric and configured window (ts_settings.trend_windows), the trend_candidates movies with the steepest least-squares slope of their normalized daily mean. refresh_rollups calls it when daily buckets changed or a window moved to a new day; call it by hand after changing trend_candidates. Returns the rows kept.';
+
+-- Refresh: recompute the buckets of a window (default: the configured refresh_window back
+-- from now, from the start of that day) and merge them (merge_rollup: only changed buckets
+-- are written). Readers keep seeing the old rows until commit (MVCC); writers of
+-- metric_timeseries are never blocked.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION reelscore.refresh_rollups(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (hourly_rows bigint, daily_rows bigint, window_from timestamptz, window_to timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET jit = off
+AS $$
+DECLARE
+  v_s reelscore.ts_settings%ROWTYPE;
+  v_t0 timestamptz := clock_timestamp();
+  v_from timestamptz;
+  v_to timestamptz;
+  v_h bigint;
+  v_d bigint;
+  v_tsdb boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb');
+  v_last_raw text;
+  v_last_hour text;
+  v_ids smallint[];
+  v_changed bigint;
+BEGIN
+  IF p_from IS NOT NULL AND p_to IS NOT NULL AND p_from >= p_to THEN
+    RAISE EXCEPTION 'refresh window is empty: from % is not before to %', p_from, p_to
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('reelscore.refresh_rollups')) THEN
+    RAISE NOTICE 'refresh_rollups: another refresh is running; skipped';
+    RETURN;
+  END IF;
+  SELECT * INTO v_s FROM reelscore.ts_settings;
+  CREATE TEMP TABLE IF NOT EXISTS rs_rollup_new (LIKE reelscore.ts_rollup_hourly) ON COMMIT DROP;
+  TRUNCATE pg_temp.rs_rollup_new;
+
+  -- Whole days, so that every daily bucket is rebuilt from complete hours.
+  v_from := reelscore.ts_bucket('1 day', coalesce(p_from, now() - v_s.refresh_window));
+  IF v_s.raw_retained_from IS NOT NULL AND v_from < v_s.raw_retained_from THEN
+    v_from := v_s.raw_retained_from;   -- older raw points are gone: keep their rollups
+  END IF;
+  v_to := CASE WHEN p_to IS NULL THEN 'infinity'::timestamptz
+               WHEN reelscore.ts_bucket('1 day', p_to) = p_to THEN p_to
+               ELSE reelscore.ts_bucket('1 day', p_to) + interval '1 day' END;
+
+  v_last_raw := CASE WHEN v_tsdb THEN 'last(t.value, t.time)'
+                     ELSE '(array_agg(t.value ORDER BY t.time DESC))[1]' END;
+  v_last_hour := CASE WHEN v_tsdb THEN 'last(h.last_value, h.last_time)'
+                      ELSE '(array_agg(h.last_value ORDER BY h.last_time DESC))[1]' END;
+
+  -- metric_id = ANY: lets the primary key (metric_id, bucket, movie_id) find the window.
+  v_ids := ARRAY(SELECT d.id FROM reelscore.metric_definitions d ORDER BY d.id);
+  EXECUTE format($q$
+    INSERT INTO pg_temp.rs_rollup_new
+      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
+    SELECT t.metric_id, reelscore.ts_bucket('1 hour', t.time), t.movie_id, count(*), sum(t.value),
+           sum(t.value * t.value), min(t.value), max(t.value), %s, max(t.time)
+    FROM reelscore.metric_timeseries t
+    WHERE t.time >= $1 AND t.time < $2
+    GROUP BY 1, 2, 3
+  $q$, v_last_raw) USING v_from, v_to;
+  GET DIAGNOSTICS v_h = ROW_COUNT;
+  PERFORM reelscore.merge_rollup('ts_rollup_hourly', v_ids, v_from, v_to);
+
+  EXECUTE format($q$
+    INSERT INTO pg_temp.rs_rollup_new
+      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
+    SELECT h.metric_id, reelscore.ts_bucket('1 day', h.bucket), h.movie_id, sum(h.n), sum(h.sum_value),
+           sum(h.sumsq_value), min(h.min_value), max(h.max_value), %s, max(h.last_time)
+    FROM reelscore.ts_rollup_hourly h
+    WHERE h.metric_id = ANY ($3) AND h.bucket >= $1 AND h.bucket < $2
+    GROUP BY 1, 2, 3
+  $q$, v_last_hour) USING v_from, v_to, v_ids;
+  GET DIAGNOSTICS v_d = ROW_COUNT;
+  v_changed := reelscore.merge_rollup('ts_rollup_daily', v_ids, v_from, v_to);
+
+  -- Stage 1 of trending(): recomputed when a daily bucket changed or a window moved to a
+  -- new day (a re-roll of unchanged days leaves the candidates as they are).
+  IF v_changed > 0 OR EXISTS (
+       SELECT 1 FROM unnest(v_s.trend_windows) w
+       WHERE NOT EXISTS (SELECT 1 FROM reelscore.ts_trend_candidates c
+                         WHERE c.window_days = w
+                           AND c.window_from = reelscore.ts_bucket('1 day', now() - make_interval(days => w)))) THEN
+    PERFORM reelscore.refresh_trend_candidates();
+  END IF;
 
   UPDATE reelscore.ts_settings s
   SET refreshed_from = v_from,

@@ -207,10 +207,12 @@ GRANT EXECUTE ON FUNCTION reelscore.ts_bucket(interval, timestamptz), reelscore.
   reelscore.trending(text, interval, integer, boolean, integer, integer),
   reelscore.spikes(text, interval, float8, interval, integer), reelscore.seasonal_by_genre(text, interval)
   TO reelscore_read;
-GRANT INSERT, DELETE ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily, reelscore.ts_trend_candidates
+GRANT INSERT, UPDATE, DELETE ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily, reelscore.ts_trend_candidates
   TO reelscore_write;
 GRANT UPDATE ON reelscore.ts_settings TO reelscore_write;
-GRANT EXECUTE ON FUNCTION reelscore.refresh_rollups(timestamptz, timestamptz) TO reelscore_write;
+GRANT EXECUTE ON FUNCTION reelscore.refresh_rollups(timestamptz, timestamptz),
+  reelscore.merge_rollup(text, smallint[], timestamptz, timestamptz), reelscore.refresh_trend_candidates()
+  TO reelscore_write;
 GRANT DELETE ON reelscore.metric_timeseries TO reelscore_admin;
 GRANT EXECUTE ON FUNCTION reelscore.apply_retention(interval), reelscore.schedule_refreshes(text, text, text, text),
   reelscore.unschedule_refreshes() TO reelscore_admin;

@@ -108,6 +108,33 @@ def test_rollups_equal_aggregates_of_raw_points(conn):
     _check(conn, "reelscore.ts_rollup_daily", _agg(points + new, _day))
 
 
+def test_a_rerun_rewrites_nothing_and_deleted_points_leave_their_buckets(conn):
+    """refresh_rollups merges: a re-roll of unchanged days writes no row (and keeps the trend
+    candidates), a deleted point's bucket goes, a changed one is rewritten."""
+    _clear(conn)
+    now = datetime.now(UTC)
+    t1, t2 = _hour(now) - timedelta(hours=30), _hour(now) - timedelta(hours=5)
+    points = [(27, 1, t1 + timedelta(minutes=5), 10.0), (27, 1, t1 + timedelta(minutes=9), 30.0),
+              (27, 2, t2 + timedelta(minutes=1), 7.0)]
+    _insert(conn, points)
+    start = _day(now) - timedelta(days=2)
+    conn.execute("select * from reelscore.refresh_rollups(%s)", (start,))
+    conn.execute("select reelscore.refresh_trend_candidates()")
+    xmins = lambda: conn.execute(  # noqa: E731 - row versions: unchanged rows keep theirs
+        "select array_agg(xmin::text order by metric_id, bucket, movie_id) from reelscore.ts_rollup_hourly").fetchone()[0]
+    cands = lambda: conn.execute(  # noqa: E731
+        "select array_agg(xmin::text) from reelscore.ts_trend_candidates").fetchone()[0]
+    before, cand_before = xmins(), cands()
+    conn.execute("select * from reelscore.refresh_rollups(%s)", (start,))
+    assert xmins() == before and cands() == cand_before
+    # a deleted point: its hour goes; a changed one: its hour is rewritten
+    conn.execute("delete from reelscore.metric_timeseries where movie_id = 2 and metric_id = 27")
+    conn.execute("update reelscore.metric_timeseries set value = 50 where movie_id = 1 and value = 30")
+    conn.execute("select * from reelscore.refresh_rollups(%s)", (start,))
+    _check(conn, "reelscore.ts_rollup_hourly", _agg([points[0], (27, 1, points[1][2], 50.0)], _hour))
+    _check(conn, "reelscore.ts_rollup_daily", _agg([points[0], (27, 1, points[1][2], 50.0)], _day))
+
+
 def test_retention_drops_only_rolled_up_raw_points_and_keeps_rollups(conn):
     _clear(conn)
     now = datetime.now(UTC)
