@@ -71,9 +71,11 @@ def close_db(exc: BaseException | None = None) -> None:
         current_app.extensions["reelscore_pool"].putconn(conn)
 
 
-def query(sql: str, params: Any = None) -> list[dict[str, Any]]:
-    """All rows of one statement."""
-    return get_db().execute(sql, params).fetchall()
+def query(sql: str, params: Any = None, prepare: bool | None = None) -> list[dict[str, Any]]:
+    """All rows of one statement. prepare=False keeps psycopg from preparing it after a few
+    calls: a prepared statement may get a generic plan, which cannot use an index that needs
+    the parameter's value (a trigram index for LIKE '%' || $1 || '%')."""
+    return get_db().execute(sql, params, prepare=prepare).fetchall()
 
 
 def query_one(sql: str, params: Any = None) -> dict[str, Any] | None:
