@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -37,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where to write the markdown table")
     p.add_argument("--data-dir", type=Path, default=None, help="cache of exported files (default bench/data/<scale>)")
     p.add_argument("--no-migrate", action="store_true", help="skip alembic upgrade head")
+    p.add_argument("--merge", action="store_true",
+                   help="with --only: re-run those groups and keep the other groups' rows of today's results "
+                        "at this scale (the document says which groups were re-run, and when)")
     p.add_argument("--rebuild", action="store_true",
                    help="drop and recreate reelscore_bench_<scale> (schema and synthetic data) first")
     args = p.parse_args(argv)
@@ -71,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     plans_dir = results_dir / f"{date}-{args.scale}-plans"
     if plans_dir.exists():
         for old in plans_dir.glob("*.txt"):
-            old.unlink()
+            if not args.merge or any(old.name.startswith(f"{g}-") for g in args.only):
+                old.unlink()
     data_dir = args.data_dir or (ROOT / "bench" / "data" / args.scale)
 
     with psycopg.connect(url, autocommit=True, application_name="reelscore-bench") as conn:
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes, "rows": [r.to_dict() for r in b.rows],
     }
     json_path = results_dir / f"{date}-{args.scale}.json"
+    if args.merge and json_path.exists():
+        doc = merged(json.loads(json_path.read_text()), doc, args.only)
     report.write_json(json_path, doc)
     try:
         plans_rel = os.path.relpath(plans_dir, args.docs.parent)
@@ -122,6 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {json_path} and {args.docs}")
     return 0
 
+
+
+def merged(old: dict, new: dict, rerun: list[str]) -> dict:
+    """Today's results with the re-run groups' rows replaced (groups kept in suite order)."""
+    rows = [r for r in old["rows"] if r["group"] not in rerun] + new["rows"]
+    order = {g: i for i, g in enumerate(ALL)}
+    rows.sort(key=lambda r: order.get(r["group"], len(order)))
+    reruns = old.get("reruns", []) + [{"groups": rerun, "started_at": new["started_at"],
+                                       "duration_s": new["duration_s"]}]
+    notes = [n for n in old["notes"] if not n.startswith("Re-run:")]
+    notes.append("Re-run: " + "; ".join(f"{', '.join(x['groups'])} at {x['started_at']} ({x['duration_s']:.0f} s)"
+                                        for x in reruns)
+                 + ", after fixes; their rows replace the first run's, the other rows are from the first run.")
+    groups = sorted(set(old.get("groups", [])) | set(rerun), key=lambda g: order.get(g, len(order)))
+    return {**old, "rows": rows, "reruns": reruns, "notes": notes, "groups": groups}
 
 
 def static_notes(scale: str) -> list[str]:

@@ -43,10 +43,10 @@ BEGIN
     RETURN;   -- no genre to share
   END IF;
 
-  -- ef_search: the candidate list; 100 gave recall@10 0.957 at 100k movies, 120 leaves a
-  -- margin for larger catalogues (docs/search.md); it grows with k. Iterative scans (relaxed order, re-sorted below) keep going when the
+  -- ef_search: the candidate list; 100 gave recall@10 0.957 at 100k movies; at 1M, 120 gave
+  -- 0.945 and 200 0.967 at the same latency (docs/search.md); it grows with k. Iterative scans (relaxed order, re-sorted below) keep going when the
   -- filters reject candidates, up to hnsw.max_scan_tuples.
-  PERFORM set_config('hnsw.ef_search', greatest(120, least(1000, 2 * similar_movies.k))::text, true);
+  PERFORM set_config('hnsw.ef_search', greatest(200, least(1000, 2 * similar_movies.k))::text, true);
   PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
 
   IF similar_movies.same_genre THEN
