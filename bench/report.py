@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = p.parse_args(argv)
     doc = json.loads(args.results.read_text())
-    doc["notes"] = static_notes(doc["scale"])
+    doc["notes"] = static_notes(doc["scale"]) + [n for n in doc.get("notes", []) if n.startswith("Re-run:")]
     write_json(args.results, doc)
     plans = args.results.parent / f"{doc['date']}-{doc['scale']}-plans"
     args.docs.write_text(markdown(doc, os.path.relpath(plans, args.docs.parent)))
