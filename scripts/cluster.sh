@@ -80,12 +80,14 @@ HBA
 
 start() {
   init_cluster
-  if running; then return 0; fi
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null; then
-    die "port $PGPORT on 127.0.0.1 is in use by another server: stop it or set REELSCORE_PGPORT"
+  if ! running; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null; then
+      die "port $PGPORT on 127.0.0.1 is in use by another server: stop it or set REELSCORE_PGPORT"
+    fi
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$RUNDIR/server.log" -w -t 60 start >/dev/null \
+      || die "server failed to start: see $RUNDIR/server.log ($(tail -n 3 "$RUNDIR/server.log" | tr '\n' ' '))"
   fi
-  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$RUNDIR/server.log" -w -t 60 start >/dev/null \
-    || die "server failed to start: see $RUNDIR/server.log ($(tail -n 3 "$RUNDIR/server.log" | tr '\n' ' '))"
+  # the database too, also on a running cluster (it may have been dropped)
   if ! as_pg "$PGBIN/psql" -h "$RUNDIR" -p "$PGPORT" -U postgres -d postgres -Atqc \
       "select 1 from pg_database where datname='$DBNAME'" | grep -q 1; then
     as_pg "$PGBIN/createdb" -h "$RUNDIR" -p "$PGPORT" -U postgres "$DBNAME"
