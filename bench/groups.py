@@ -11,7 +11,7 @@ import numpy as np
 import psycopg
 
 from bench import peers
-from bench.core import Bench
+from bench.core import Bench, Row
 
 PROFILE = "balanced"
 
@@ -326,7 +326,6 @@ def search(b: Bench, p: Plan) -> None:
                 # close as the exact 10th is as right as the one the exact scan's id order picked
                 hits.append(min(len(exact), sum(d <= exact[-1] + 1e-9 for d in approx)) / len(exact))
         recall = sum(hits) / len(hits) if hits else float("nan")
-        from bench.core import Row
         b.add(Row(g, exact_name, "latency", samples=exact_times, warmup=0, baseline="similar_movies(movie_id, 10)",
                   note=f"the exact answer recall is measured against ({len(sample)} movies)"))
         b.latency(g, "similar_movies(movie_id, 10)",
@@ -719,12 +718,11 @@ def _loader_memory(b: Bench, p: Plan) -> None:
                    PGOPTIONS=(os.environ.get("PGOPTIONS", "") + " -c reelscore.defer_scoring=on").strip())
         code, out, err, peak = run_loader(["--no-progress", str(path)], env)
         if code != 0 or peak is None:
-            b.add(__import__("bench.core", fromlist=["Row"]).Row(
+            b.add(Row(
                 g, f"loader peak memory: {label} ({rows:,} rows)", "memory", status="failed",
                 note=(err or out).strip().splitlines()[-1][:300] if (err or out).strip() else f"exit {code}"))
             continue
         peaks[label] = peak
-        from bench.core import Row
         b.add(Row(g, f"loader peak memory: {label} ({rows:,} rows)", "memory", samples=[peaks[label]], unit="MB",
                   work=None, baseline=f"loader peak memory: x1 ({rows1:,} rows)" if label == "x4" else None,
                   note="peak RSS of `reelscore load` (VmHWM of its process)"))
@@ -807,7 +805,6 @@ def catalogue_load(b: Bench, p: Plan) -> None:
         secs = time.monotonic() - t0
         b.log(f"  ingest: whole catalogue, {n_values:,} values in {secs:.1f} s; {usage_box.get('out', '')}")
         if "rss_mb" in usage_box:
-            from bench.core import Row
             b.add(Row(g, f"loader peak memory: whole catalogue ({n_values:,} rows)", "memory",
                       samples=[usage_box["rss_mb"]], unit="MB", work=None,
                       baseline="loader peak memory: x1 (5,000 rows)" if not p.smoke else None,
@@ -844,7 +841,6 @@ def admin(b: Bench, p: Plan) -> None:
     """Every route of the panel through the Flask test client, in-process (SQL and templates,
     no network or browser): the pages' server time against the issue's targets."""
     from admin import perf
-    from bench.core import Row
     g = "admin"
     calls = 3 if p.smoke else 30
     try:

@@ -120,9 +120,9 @@ def test_a_rerun_rewrites_nothing_and_deleted_points_leave_their_buckets(conn):
     start = _day(now) - timedelta(days=2)
     conn.execute("select * from reelscore.refresh_rollups(%s)", (start,))
     conn.execute("select reelscore.refresh_trend_candidates()")
-    xmins = lambda: conn.execute(  # noqa: E731 - row versions: unchanged rows keep theirs
+    xmins = lambda: conn.execute(
         "select array_agg(xmin::text order by metric_id, bucket, movie_id) from reelscore.ts_rollup_hourly").fetchone()[0]
-    cands = lambda: conn.execute(  # noqa: E731
+    cands = lambda: conn.execute(
         "select array_agg(xmin::text) from reelscore.ts_trend_candidates").fetchone()[0]
     before, cand_before = xmins(), cands()
     conn.execute("select * from reelscore.refresh_rollups(%s)", (start,))
