@@ -444,6 +444,39 @@ $$;
 -- ---------------------------------------------------------------------------------------
 -- Set-based scoring over movie_features: one wide expression per profile
 -- ---------------------------------------------------------------------------------------
+-- How each category enters a score under these weights: NULL when it does not (no category
+-- weight, or no weighted metric in it); 'mean' when the category mean stored in movie_features
+-- is exact for it (metric weights proportional to the registry's, no inversion, imputation or
+-- shrinkage); else 'vector' (inner products of the normalized and presence vectors).
+CREATE OR REPLACE FUNCTION reelscore.category_score_sources(p_cw double precision[], p_metric jsonb, p_config jsonb)
+RETURNS text[]
+LANGUAGE sql STABLE SECURITY INVOKER
+AS $$
+  SELECT array_agg(s.source ORDER BY c.i)
+  FROM unnest(reelscore.score_categories()) WITH ORDINALITY c(name, i)
+  CROSS JOIN LATERAL (
+    SELECT CASE
+             WHEN coalesce(p_cw[c.i], 0) <= 0 OR coalesce(sum(x.metric_weight), 0) <= 0 THEN NULL
+             WHEN bool_and(NOT (x.active AND (x.lambda IS NULL
+                                              OR abs(x.metric_weight - x.lambda * x.nw) > 1e-12 * greatest(1, x.metric_weight)))
+                           AND NOT (x.metric_weight > 0
+                                    AND (x.invert OR x.impute_value IS NOT NULL
+                                         OR (x.shrink_m > 0 AND x.shrink_votes_metric_id IS NOT NULL
+                                             AND x.shrink_prior IS NOT NULL))))
+               THEN 'mean'
+             ELSE 'vector' END AS source
+    FROM (SELECT pl.metric_weight, pl.invert, pl.impute_value, pl.shrink_m, pl.shrink_votes_metric_id,
+                 pl.shrink_prior, d.normalized_weight AS nw, d.active,
+                 -- the registry proportionality factor of the category
+                 sum(pl.metric_weight) OVER () / nullif(sum(d.normalized_weight) FILTER (WHERE d.active) OVER (), 0) AS lambda
+          FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
+          JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
+          WHERE pl.category = c.name) x
+  ) s
+$$;
+COMMENT ON FUNCTION reelscore.category_score_sources(float8[], jsonb, jsonb) IS
+  'Per score category (in score_categories() order): NULL when it does not enter the score under these weights, ''mean'' when the stored category mean of movie_features is exact for it, ''vector'' when it is computed from the normalized and presence vectors.';
+
 -- SQL text: SELECT movie_id, score, confidence FROM movie_features f ... WHERE <p_filter>.
 -- Per category either the stored registry-weighted mean (when the weights are the registry's,
 -- up to a factor, with no imputation, inversion or shrinkage) or inner products of the
@@ -463,35 +496,21 @@ DECLARE
   v_joins text := '';
   v_shrink text;
   v_a float8[]; v_b float8[]; v_d float8[]; v_e float8[];
-  v_k float8; v_l float8; v_lambda float8; v_fast boolean; v_sumw float8;
+  v_src text[] := reelscore.category_score_sources(p_cw, p_metric, p_config);
+  v_k float8; v_l float8;
   v_s text; v_conf text;
   i integer;
   r record;
 BEGIN
   v_e := array_fill(0::float8, ARRAY[32]);
   FOR i IN 1..5 LOOP
-    SELECT sum(pl.metric_weight) INTO v_sumw FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
-    WHERE pl.category = v_cats[i];
-    CONTINUE WHEN coalesce(p_cw[i], 0) <= 0 OR coalesce(v_sumw, 0) <= 0;
+    CONTINUE WHEN v_src[i] IS NULL;
     v_a := array_fill(0::float8, ARRAY[32]); v_b := v_a; v_d := v_a;
-    v_k := 0; v_l := 0; v_fast := true; v_shrink := '';
-    -- registry proportionality factor
-    SELECT sum(pl.metric_weight) / nullif(sum(d.normalized_weight) FILTER (WHERE d.active), 0) INTO v_lambda
-    FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
-    WHERE pl.category = v_cats[i];
-    FOR r IN SELECT pl.*, d.normalized_weight AS nw, d.active
-             FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
-             JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
+    v_k := 0; v_l := 0; v_shrink := '';
+    FOR r IN SELECT pl.* FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
              WHERE pl.category = v_cats[i] LOOP
-      IF r.active AND (v_lambda IS NULL OR abs(r.metric_weight - v_lambda * r.nw) > 1e-12 * greatest(1, r.metric_weight)) THEN
-        v_fast := false;
-      END IF;
       CONTINUE WHEN r.metric_weight <= 0;
       v_e[r.slot] := r.effective_weight;
-      IF r.invert OR r.impute_value IS NOT NULL OR (r.shrink_m > 0 AND r.shrink_votes_metric_id IS NOT NULL
-                                                    AND r.shrink_prior IS NOT NULL) THEN
-        v_fast := false;
-      END IF;
       v_a[r.slot] := r.metric_weight * CASE WHEN r.invert THEN -1 ELSE 1 END;
       v_b[r.slot] := r.metric_weight * CASE WHEN r.invert THEN 1 ELSE 0 END;
       v_d[r.slot] := r.metric_weight;
@@ -511,7 +530,7 @@ BEGIN
           r.metric_weight * CASE WHEN r.invert THEN -1 ELSE 1 END, r.slot - 1, r.shrink_m, r.slot, r.shrink_prior);
       END IF;
     END LOOP;
-    IF v_fast THEN
+    IF v_src[i] = 'mean' THEN
       v_inner := v_inner || format('f.cat_%s AS s%s', v_cats[i], i);
     ELSE
       v_inner := v_inner || format(
@@ -558,6 +577,65 @@ AS $$
 $$;
 COMMENT ON FUNCTION reelscore.top_n_sql(float8[], jsonb, jsonb, float8) IS
   'SQL text of an exact top-N over movie_features for a set of weights (parameters: $1 min confidence, $2 limit, $3 offset): score_sql unfenced, so it can run as a parallel scan.';
+
+-- The best rows of a scoring query, exact, as top_n_sql orders them. When every category that
+-- enters the score is scored from its stored mean, a score is a weighted average of those means
+-- and so never above the largest of them: a movie scoring at least theta has some category mean
+-- of at least theta. theta is taken from the best movies of each category (their index tops,
+-- scored exactly): the (lim+off)-th best score among them is a lower bound of the (lim+off)-th
+-- best score overall. Only movies with a category mean >= theta are scored then (the partial
+-- cat_* indexes find them); otherwise, or when theta cannot be found, every movie is.
+CREATE OR REPLACE FUNCTION reelscore.top_n(p_cw double precision[], p_metric jsonb, p_config jsonb,
+                                          p_min_confidence double precision, p_lim integer, p_off integer)
+RETURNS TABLE (movie_id bigint, score double precision, confidence double precision)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET jit = off
+AS $$
+DECLARE
+  v_src text[] := reelscore.category_score_sources(p_cw, p_metric, p_config);
+  v_cats text[] := reelscore.score_categories();
+  v_cols text[] := '{}';
+  v_k integer := p_lim + p_off;
+  v_min float8 := coalesce(p_min_confidence, 0);
+  v_theta float8;
+  v_seen integer;
+  i integer;
+BEGIN
+  FOR i IN 1..5 LOOP
+    CONTINUE WHEN v_src[i] IS NULL;
+    IF v_src[i] <> 'mean' THEN
+      v_cols := NULL;
+      EXIT;
+    END IF;
+    v_cols := v_cols || format('cat_%s', v_cats[i]);
+  END LOOP;
+  IF cardinality(v_cols) > 0 AND v_k BETWEEN 1 AND 10000 THEN
+    EXECUTE format(
+      'SELECT min(x.score), count(*) FROM ('
+      '  SELECT s.score FROM (%s) s WHERE s.score IS NOT NULL AND s.confidence >= $1'
+      '  ORDER BY s.score DESC LIMIT $2) x',
+      reelscore.score_sql(p_cw, p_metric, p_config, format('f.movie_id IN (%s)',
+        (SELECT string_agg(format('(SELECT t.movie_id FROM reelscore.movie_features t WHERE t.%1$I IS NOT NULL '
+                                  'ORDER BY t.%1$I DESC LIMIT $2)', c), ' UNION ')
+         FROM unnest(v_cols) c))))
+    INTO v_theta, v_seen USING v_min, v_k;
+    IF v_seen = v_k THEN
+      -- a margin for rounding: a weighted average of equal means may come out an ulp above them
+      RETURN QUERY EXECUTE format(
+        'SELECT x.movie_id, x.score, x.confidence FROM (%s) x '
+        'WHERE x.score IS NOT NULL AND x.confidence >= $1 '
+        'ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3',
+        reelscore.score_sql(p_cw, p_metric, p_config,
+          (SELECT string_agg(format('f.%I >= $4', c), ' OR ') FROM unnest(v_cols) c)))
+      USING v_min, p_lim, p_off, v_theta - 1e-9;
+      RETURN;
+    END IF;
+  END IF;
+  RETURN QUERY EXECUTE reelscore.top_n_sql(p_cw, p_metric, p_config, v_min) USING v_min, p_lim, p_off;
+END
+$$;
+COMMENT ON FUNCTION reelscore.top_n(float8[], jsonb, jsonb, float8, integer, integer) IS
+  'The best movies for a set of weights, exact (score descending, ties by movie id, movies without a score left out): scores only the movies whose stored category means can reach the (lim+off)-th best score when every scored category uses its stored mean, else one pass over movie_features (top_n_sql).';
 
 -- ---------------------------------------------------------------------------------------
 -- Precomputed scores
@@ -923,11 +1001,11 @@ BEGIN
   ELSE
     -- not precomputed (config precompute = false, or not yet): exact, computed now
     SELECT * INTO a FROM reelscore.profile_weights_args(v_id);
-    RETURN QUERY EXECUTE format(
-      'SELECT t.movie_id, m.title, t.score, t.confidence, %s, now(), false FROM (%s) t '
-      'JOIN reelscore.movies m ON m.id = t.movie_id ORDER BY t.score DESC, t.movie_id',
-      a.version, reelscore.top_n_sql(a.category_weights, a.metric_weights, a.config, v_min))
-    USING v_min, lim, "off";
+    RETURN QUERY
+    SELECT t.movie_id, m.title, t.score, t.confidence, a.version, now(), false
+    FROM reelscore.top_n(a.category_weights, a.metric_weights, a.config, v_min, lim, "off") t
+    JOIN reelscore.movies m ON m.id = t.movie_id
+    ORDER BY t.score DESC, t.movie_id;
   END IF;
 END
 $$;
@@ -946,11 +1024,12 @@ BEGIN
     RAISE EXCEPTION 'lim and off must be >= 0, got % and %', lim, "off" USING ERRCODE = 'invalid_parameter_value';
   END IF;
   SELECT * INTO a FROM reelscore.parse_adhoc_weights(weights);
-  RETURN QUERY EXECUTE format(
-    'SELECT t.movie_id, m.title, t.score, t.confidence FROM (%s) t '
-    'JOIN reelscore.movies m ON m.id = t.movie_id ORDER BY t.score DESC, t.movie_id',
-    reelscore.top_n_sql(a.category_weights, a.metric_weights, a.config, (a.config ->> 'min_confidence')::float8))
-  USING coalesce((a.config ->> 'min_confidence')::float8, 0), lim, "off";
+  RETURN QUERY
+  SELECT t.movie_id, m.title, t.score, t.confidence
+  FROM reelscore.top_n(a.category_weights, a.metric_weights, a.config, (a.config ->> 'min_confidence')::float8,
+                       lim, "off") t
+  JOIN reelscore.movies m ON m.id = t.movie_id
+  ORDER BY t.score DESC, t.movie_id;
 END
 $$;
 COMMENT ON FUNCTION reelscore.top_movies_adhoc(jsonb, integer, integer) IS

@@ -338,6 +338,35 @@ def test_adhoc_weights_score_and_rank(conn, data):
         == pytest.approx(exp, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_adhoc_category_weights_pruned_top_n_is_exact(conn, data, seed):
+    """Category-only weights score from the stored category means, so top_n scores only the
+    movies whose means can reach the k-th best score: the ranking and its pages must still be
+    the reference ranking over every movie."""
+    defs = load_defs(conn)
+    vals = load_values(conn)
+    st = stats(defs, vals)
+    rng = random.Random(seed)
+    cats = ["rating", "award", "financial", "cultural", "popularity"]
+    raw = [rng.choice([0, rng.random()]) for _ in cats]
+    raw[rng.randrange(5)] += 0.5                       # never all zero
+    cw = [r / sum(raw) for r in raw]
+    weights = {"categories": dict(zip(cats, raw))}
+    sources = conn.execute("SELECT reelscore.category_score_sources(%s, '{}', '{}')", (cw,)).fetchone()[0]
+    assert sources == [("mean" if w > 0 else None) for w in cw]   # the pruned path is the one tested
+    ref = []
+    for m in range(1, 301):
+        s, _, _ = reference(defs, st, vals.get(m, {}), cw)
+        if s is not None:
+            ref.append((s, m))
+    ref.sort(key=lambda t: (-t[0], t[1]))
+    for lim, off in [(10, 0), (7, 13), (40, 5)]:
+        got = conn.execute("SELECT movie_id, score FROM reelscore.top_movies_adhoc(%s, %s, %s)",
+                           (json.dumps(weights), lim, off)).fetchall()
+        assert [g[1] for g in got] == pytest.approx([r[0] for r in ref[off:off + lim]], abs=TOL)
+        assert len(got) == len(ref[off:off + lim])
+
+
 @pytest.mark.parametrize("weights, message", [
     ({"categories": {"ratings": 1}}, "unknown category in weights: 'ratings'"),
     ({"metrics": {"imdb_score": 1}}, "unknown metric in weights: 'imdb_score'"),
