@@ -20,24 +20,6 @@ bp.before_request(require_login)
 
 SEARCH_LIMIT = 25
 
-# Title search: substring match (the trigram index on lower(title) serves it), exact and
-# prefix matches first, then the shorter titles.
-# The value counts are taken for the page of results only (after the LIMIT), not for every
-# title that matches: a common word matches thousands of a 1M catalogue's titles.
-_SEARCH_SQL = r"""
-SELECT t.id, t.title, t.release_year, t.director,
-       (SELECT count(*) FROM reelscore.metric_values v WHERE v.movie_id = t.id) AS n_values
-FROM (
-  SELECT m.id, m.title, m.release_year, m.director
-  FROM reelscore.movies m
-  WHERE lower(m.title) LIKE '%%' || replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%'
-  ORDER BY lower(m.title) = lower(%(q)s) DESC, lower(m.title) LIKE replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%' DESC,
-           length(m.title), m.id
-  LIMIT %(lim)s) t
-ORDER BY lower(t.title) = lower(%(q)s) DESC, lower(t.title) LIKE replace(replace(replace(lower(%(q)s), '\', '\\'), '%%', '\%%'), '_', '\_') || '%%' DESC,
-         length(t.title), t.id
-"""
-
 
 @bp.get("/")
 def index():
@@ -49,8 +31,7 @@ def index():
         elif len(q) > 200:
             error = "the search text is too long (200 characters at most)"
         else:
-            # never prepared: a generic plan scans all titles (0.5 s at 1M) instead of the trigram index
-            results = query(_SEARCH_SQL, {"q": q, "lim": SEARCH_LIMIT}, prepare=False)
+            results = query("SELECT * FROM reelscore.search_titles(%s, %s)", (q, SEARCH_LIMIT))
     status = 400 if error else 200
     template = "playground/_results.html" if is_htmx() else "playground/index.html"
     return render_template(template, q=q, results=results, error=error), status

@@ -612,3 +612,65 @@ END
 $$;
 COMMENT ON FUNCTION reelscore.search_explain(jsonb, text, integer, integer, boolean, text) IS
   'The plan of search_movies (p_mode page, the default), or of one of its two ways to find a page (prefix: walk the top of the score index; full: all matches, then the top), as EXPLAIN, or EXPLAIN ANALYZE with buffers when p_analyze is true.';
+
+-- ---------------------------------------------------------------------------------------
+-- Title search (the playground, apps' search boxes)
+-- ---------------------------------------------------------------------------------------
+-- Titles containing the text, case-insensitively: those that start with it first (an exact
+-- match is the shortest of them), then the others, each part shortest title first, ties by id.
+-- Each part walks the (length(title), id) index (index-only: it includes the title) and stops
+-- at the lim-th match: a common word is found among the first titles. The walk gives up after
+-- 20,000 titles without a match or 200,000 titles in all; the text is rare then, and its
+-- matches come from the trigram index instead (few rows), sorted.
+CREATE OR REPLACE FUNCTION reelscore.search_titles(q text, lim integer DEFAULT 25)
+RETURNS TABLE (movie_id bigint, title text, release_year smallint, director text, n_values bigint)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_q text := lower(btrim(q));
+  v_ids bigint[] := '{}';
+  v_part bigint[];
+  v_pattern text;
+  v_walk integer;
+  v_esc text;
+BEGIN
+  IF v_q IS NULL OR length(v_q) < 2 OR length(v_q) > 200 THEN
+    RAISE EXCEPTION 'search text must be 2 to 200 characters, got %', coalesce(length(v_q)::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+    RAISE EXCEPTION 'lim must be 1..1000, got %', lim USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  v_esc := replace(replace(replace(v_q, '\', '\\'), '%', '\%'), '_', '\_');   -- LIKE wildcards are literal
+  FOREACH v_pattern IN ARRAY ARRAY[v_esc || '%', '%' || v_esc || '%'] LOOP
+    EXIT WHEN cardinality(v_ids) >= lim;
+    v_part := '{}';
+    FOREACH v_walk IN ARRAY ARRAY[20000, 200000] LOOP
+      v_part := ARRAY(SELECT x.id
+                      FROM (SELECT m.id, m.title FROM reelscore.movies m
+                            ORDER BY length(m.title), m.id LIMIT v_walk) x
+                      WHERE lower(x.title) LIKE v_pattern AND x.id <> ALL (v_ids)
+                      ORDER BY length(x.title), x.id
+                      LIMIT lim - cardinality(v_ids));
+      EXIT WHEN cardinality(v_part) = 0 OR cardinality(v_part) = lim - cardinality(v_ids);
+    END LOOP;
+    IF cardinality(v_part) < lim - cardinality(v_ids) THEN
+      -- rare text, or the walk ended with the table: every match, through the trigram index
+      -- (EXECUTE: planned for this pattern; a generic plan would scan every title)
+      EXECUTE 'SELECT ARRAY(SELECT m.id FROM reelscore.movies m '
+              '             WHERE lower(m.title) LIKE $1 AND m.id <> ALL ($2) '
+              '             ORDER BY length(m.title), m.id LIMIT $3)'
+        INTO v_part USING v_pattern, v_ids, lim - cardinality(v_ids);
+    END IF;
+    v_ids := v_ids || v_part;
+  END LOOP;
+  RETURN QUERY
+  SELECT m.id, m.title, m.release_year, m.director,
+         (SELECT count(*) FROM reelscore.metric_values v WHERE v.movie_id = m.id)
+  FROM unnest(v_ids) WITH ORDINALITY u(id, n)
+  JOIN reelscore.movies m ON m.id = u.id
+  ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION reelscore.search_titles(text, integer) IS
+  'Movies whose title contains q (case-insensitive; % and _ are literal): titles starting with q first, then the others, shortest first, ties by id; with how many metric values each has. q 2..200 characters, lim 1..1000.';

@@ -114,7 +114,7 @@ GRANT EXECUTE ON FUNCTION
   reelscore.explain_score(bigint, text, boolean), reelscore.explain_score_adhoc(bigint, jsonb, boolean),
   reelscore.score_fresh(bigint, float8[], jsonb, jsonb), reelscore.score_sql(float8[], jsonb, jsonb, text, boolean),
   reelscore.top_n_sql(float8[], jsonb, jsonb, float8), reelscore.category_score_sources(float8[], jsonb, jsonb),
-  reelscore.top_n(float8[], jsonb, jsonb, float8, integer, integer),
+  reelscore.top_n(float8[], jsonb, jsonb, float8, integer, integer), reelscore.search_titles(text, integer),
   reelscore.movie_score_detail(bigint, text, bigint), reelscore.movie_score(bigint, text, bigint),
   reelscore.score_movie_adhoc(bigint, jsonb), reelscore.top_movies(text, integer, integer),
   reelscore.top_movies_adhoc(jsonb, integer, integer), reelscore.explain_sentence(bigint, text)

@@ -565,3 +565,47 @@ def test_read_role_can_search(role_conn, data):
     assert c.execute("SELECT count(*) FROM reelscore.similar_movies(1, 5)").fetchone()[0] == 5
     parsed = c.execute("SELECT reelscore.parse_query('highly rated dramas')").fetchone()[0]
     assert json.loads(json.dumps(parsed))["filters"]
+
+
+# --------------------------------------------------------------------------- title search
+def _title_reference(titles: dict[int, str], q: str, lim: int) -> list[int]:
+    """Starts-with matches first, then contains-matches; shortest title first, ties by id."""
+    q = q.strip().lower()
+    hits = [(not t.lower().startswith(q), len(t), i) for i, t in titles.items() if q in t.lower()]
+    return [i for _, _, i in sorted(hits)][:lim]
+
+
+def test_search_titles_equals_a_full_ranking(db_url):
+    """30,000 extra titles, so that every path of the walk is taken: a word among the first
+    20,000 shortest titles, one that only longer titles carry (the second walk), a rare one
+    (the trigram index), a word that is both a prefix and inside other titles, wildcards."""
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    rows = []
+    for i in range(30_000):
+        base = f"{words[i % 8]} {words[(i * 7) % 8]} {i}"
+        if i % 3000 == 7:                               # one short title, the others walked past 20,000
+            base = f"longword {i}" if i == 7 else "x" * 40 + " longword " + str(i)
+        if i in (11, 29_999):
+            base = f"Zanzibar_{i}%"                     # rare, with LIKE wildcards in it
+        rows.append(base)
+    with psycopg.connect(db_url) as c:                 # one transaction, rolled back
+        c.execute("CREATE TEMP TABLE t (title text) ON COMMIT DROP")
+        with c.cursor().copy("COPY t (title) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row((r,))
+        c.execute("INSERT INTO reelscore.movies (id, title) "
+                  "SELECT (SELECT coalesce(max(id), 0) FROM reelscore.movies) + row_number() OVER (), title FROM t")
+        titles = dict(c.execute("SELECT id, title FROM reelscore.movies").fetchall())
+        for q, lim in [("alpha", 25), ("ALPHA", 5), ("lpha", 25), ("longword", 5), ("longword", 25), ("zanzibar_2", 3),
+                       ("zanzibar", 10), ("o 1", 40), ("e 29", 25), ("_1", 5), ("9%", 5)]:
+            got = [r[0] for r in c.execute("SELECT movie_id FROM reelscore.search_titles(%s, %s)", (q, lim))]
+            assert got == _title_reference(titles, q, lim), q
+        n_values = c.execute("SELECT n_values FROM reelscore.search_titles('alpha', 1)").fetchone()[0]
+        assert n_values == 0
+        for bad, message in [("x", "2 to 200 characters"), ("  ", "2 to 200 characters"),
+                             ("a" * 201, "2 to 200 characters")]:
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+                c.execute("SELECT * FROM reelscore.search_titles(%s)", (bad,))
+            c.rollback()
+            c.execute("SELECT 1")
+        c.rollback()
