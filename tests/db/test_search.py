@@ -609,3 +609,15 @@ def test_search_titles_equals_a_full_ranking(db_url):
             c.rollback()
             c.execute("SELECT 1")
         c.rollback()
+
+
+def test_planner_settings_do_not_leak_out_of_search(db_url, data):
+    """search_movies turns hash and merge joins off for a query driven by a rare raw-value
+    condition; the caller's transaction must get its settings back."""
+    with psycopg.connect(db_url) as c:
+        rows = c.execute("SELECT movie_id FROM reelscore.search_movies(%s, 'balanced', 10)",
+                         (Jsonb({"metric_code": "imdb_rating", "max_raw_value": 6}),)).fetchall()
+        assert rows, "the filter must match something for the test to mean anything"
+        assert c.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')"
+                         ).fetchone() == ("on", "on")
+        c.rollback()
