@@ -359,6 +359,23 @@ def coverage(b: Bench, p: Plan) -> None:
                      plan_sql=("SELECT reelscore.refresh_coverage()", None))
     else:
         b.unavailable(g, "refresh_coverage()", "throughput", "reelscore.refresh_coverage does not exist yet")
+    # Issue 8: the heatmap and gap queries, p95 at most 200 ms. Gap scopes: sparse (few movies
+    # lack it: category rating, metric tmdb_rating, source tmdb) and dense (most do: category
+    # award, metric imdb_vote_count, source oscars), first page with the default reach metric.
+    if has:
+        heat_sql = "SELECT * FROM reelscore.coverage_heatmap_latest"
+        b.latency(g, "coverage_heatmap_latest", lambda i: b.conn.execute(heat_sql).fetchall(),
+                  p.calls, p.warm, plan_sql=(heat_sql, None))
+    if b.has_function("coverage_gaps"):
+        gap_sql = "SELECT * FROM reelscore.coverage_gaps(%s, %s)"
+        for scope, name, kind in (("category", "rating", "sparse"), ("category", "award", "dense"),
+                                  ("metric", "tmdb_rating", "sparse"), ("metric", "imdb_vote_count", "dense"),
+                                  ("source", "tmdb", "sparse"), ("source", "oscars", "dense")):
+            b.latency(g, f"coverage_gaps('{scope}', '{name}') {kind}",
+                      lambda i, s=scope, n=name: b.conn.execute(gap_sql, (s, n)).fetchall(),
+                      p.calls, p.warm, plan_sql=(gap_sql, (scope, name)))
+    else:
+        b.unavailable(g, "coverage_gaps(scope, name)", "latency", "reelscore.coverage_gaps does not exist yet")
 
 
 # ---------------------------------------------------------------------------------------

@@ -365,20 +365,51 @@ COMMENT ON VIEW reelscore.coverage_alerts IS
 -- The movies that lack every active metric of a scope (a metric, a category or a source),
 -- ranked by what the gap costs: the movie's reach (the normalized value of a reach metric,
 -- e.g. its vote count or popularity), so popular movies without the data come first.
--- Movies without the reach metric follow with cost 0, by id. Walks the reach metric's
--- (metric_id, raw_value) index from the top, so the first pages are fast.
+-- Movies without the reach metric follow with cost 0, by id.
+--
+-- Two parts, each exact, each with a fast way for dense and for sparse gaps (docs/coverage.md):
+-- A. Gaps with reach, by reach. Dense (many movies with reach lack the scope): walk the reach
+--    metric's (metric_id, raw_value) index from the top, probing the scope per movie, and stop
+--    at the page. Sparse (few or none): the walk would read most of the index for nothing, so
+--    the candidates come from movie_features instead: the presence masks with the scope's bits
+--    clear and the reach bit set (found by a skip scan, below), their movies (index-only), plus
+--    every stale row; each is then checked against metric_values. The mask path is taken when
+--    it yields at most about sqrt(page x catalogue) candidates, where it is the cheaper one
+--    (past that, the walk meets a gap at least every sqrt(catalogue / page) movies).
+-- B. Gaps without reach, by id, only when part A does not fill the page: walk movies by id,
+--    probing scope and reach (fast while such gaps are not rare among all movies).
+-- movie_features is only a source of candidates, never of the answer: every candidate is
+-- checked against metric_values, and the mask path is used only when the features are
+-- current (features_current(): no definition changed since the last rebuild), the reach
+-- metric is active with its normalization arguments (else its bit says nothing), and at
+-- most 10,000 rows are stale.
 CREATE OR REPLACE FUNCTION reelscore.coverage_gaps(p_scope text, p_name text, p_rank_by text DEFAULT NULL,
                                                    p_limit integer DEFAULT 50, p_offset integer DEFAULT 0)
 RETURNS TABLE (movie_id bigint, title text, release_year smallint, gap_cost double precision,
                rank_value double precision, ranked_by text)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
--- Serial on purpose: a parallel append would run both branches in full instead of
--- stopping at the limit.
+-- Serial on purpose: the walks stop at the page; a parallel plan would read everything.
 SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
-  v_scope_ids smallint[];
-  v_rank reelscore.metric_norm_params%ROWTYPE;
+  v_scope_ids  smallint[];
+  v_scope_mask bigint;
+  v_rank       reelscore.metric_norm_params%ROWTYPE;
+  v_need       integer := p_limit + p_offset;
+  v_masks      bigint[];
+  v_stale      bigint[];
+  v_cand       bigint[];
+  v_cap        integer;
+  v_a_ids      bigint[] := '{}';
+  v_a_raw      float8[] := '{}';
+  v_b_ids      bigint[] := '{}';
+  v_jit        text := current_setting('jit');
+  v_zero       bigint;
+  v_one        bigint;
+  v_lo         bigint := 0;
+  v_mask       bigint;
+  v_bad        bigint;
+  v_shift      integer;
 BEGIN
   IF p_scope IS NULL OR p_scope NOT IN ('metric', 'category', 'source') THEN
     RAISE EXCEPTION 'unknown gap scope %', coalesce(quote_literal(p_scope), 'NULL')
@@ -388,7 +419,7 @@ BEGIN
     RAISE EXCEPTION 'p_limit must be 1..10000 and p_offset >= 0, got % and %', p_limit, p_offset
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  SELECT array_agg(d.id) INTO v_scope_ids
+  SELECT array_agg(d.id), bit_or(1::bigint << (32 - d.slot)) INTO v_scope_ids, v_scope_mask
   FROM reelscore.metric_definitions d
   WHERE d.active AND CASE p_scope WHEN 'metric' THEN d.code = p_name
                                   WHEN 'category' THEN d.category = p_name
@@ -418,31 +449,118 @@ BEGIN
     LIMIT 1;
   END IF;
 
+  -- The walks below cost thousands of times less than their estimates (they stop at the
+  -- page): JIT would compile them for 100-200 ms. Restored before returning.
+  PERFORM set_config('jit', 'off', true);
+
+  -- A. Gaps with reach (none when there is no reach metric, or when it is in the scope).
+  IF v_rank.metric_id IS NOT NULL AND v_rank.metric_id <> ALL (v_scope_ids) THEN
+    IF reelscore.features_current() AND v_rank.active AND cardinality(v_rank.args) > 0 THEN
+      v_stale := ARRAY(SELECT f.movie_id FROM reelscore.movie_features f WHERE f.stale LIMIT 10001);
+      IF cardinality(v_stale) <= 10000 THEN
+        -- The distinct masks (slot s = bit 32 - s, as bigint in [0, 2^32), which orders as
+        -- bit(32) does) with the scope's bits clear and the reach bit set, by a skip scan of
+        -- movie_features_present (present, movie_id): from the smallest mask not yet seen,
+        -- find the next one in the index; if it breaks a condition, its leftmost broken bit
+        -- rules out every mask sharing its prefix up to that bit, so the scan jumps past them
+        -- (for a missing 1: straight to that prefix with the bit set). A dense scope has many
+        -- masks: past 500 probes (about 5 ms) the walk below is used instead.
+        v_zero := v_scope_mask;
+        v_one := 1::bigint << (32 - v_rank.slot);
+        v_masks := '{}';
+        FOR v_step IN 1..501 LOOP
+          EXIT WHEN v_lo > 4294967295;
+          IF v_step > 500 THEN
+            v_masks := NULL;
+            EXIT;
+          END IF;
+          SELECT f.present::bigint INTO v_mask
+          FROM reelscore.movie_features f
+          WHERE f.present >= v_lo::bit(32)
+          ORDER BY f.present
+          LIMIT 1;
+          EXIT WHEN NOT FOUND;
+          v_bad := (v_mask & v_zero) | (~v_mask & v_one);
+          IF v_bad = 0 THEN
+            v_masks := v_masks || v_mask;
+            v_lo := v_mask + 1;
+          ELSE
+            v_shift := 32 - position('1' IN v_bad::bit(32)::text);  -- bits right of the leftmost broken one
+            v_lo := CASE WHEN v_mask & (1::bigint << v_shift) <> 0
+                         THEN ((v_mask >> v_shift) + 1) << v_shift   -- a 1 where a 0 is needed
+                         ELSE ((v_mask >> v_shift) | 1) << v_shift   -- a 0 where a 1 is needed
+                    END;
+          END IF;
+        END LOOP;
+      END IF;
+      IF v_masks IS NOT NULL THEN
+        v_cap := greatest(2000, ceil(sqrt(v_need::float8 * greatest(
+                   (SELECT c.reltuples FROM pg_catalog.pg_class c
+                    WHERE c.oid = 'reelscore.movie_features'::regclass), 1))))::integer;
+        v_cand := ARRAY(SELECT f.movie_id FROM reelscore.movie_features f
+                        WHERE f.present = ANY (ARRAY(SELECT m::bit(32) FROM unnest(v_masks) m))
+                        LIMIT v_cap + 1);   -- index-only; stale rows among them are checked like the rest
+        IF cardinality(v_cand) > v_cap THEN
+          v_cand := NULL;   -- many gaps with reach: the walk below finds a page quickly
+        ELSE
+          v_cand := ARRAY(SELECT DISTINCT u.id FROM unnest(v_cand || v_stale) u(id));
+        END IF;
+      END IF;
+    END IF;
+    IF v_cand IS NOT NULL THEN
+      SELECT coalesce(array_agg(a.movie_id ORDER BY a.raw_value DESC, a.movie_id), '{}'),
+             coalesce(array_agg(a.raw_value ORDER BY a.raw_value DESC, a.movie_id), '{}')
+        INTO v_a_ids, v_a_raw
+      FROM (SELECT r.movie_id, r.raw_value
+            FROM unnest(v_cand) c(id)
+            JOIN reelscore.metric_values r ON r.movie_id = c.id AND r.metric_id = v_rank.metric_id
+            WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                              WHERE x.movie_id = c.id AND x.metric_id = ANY (v_scope_ids))
+            ORDER BY r.raw_value DESC, r.movie_id
+            LIMIT v_need) a;
+    ELSE
+      SELECT coalesce(array_agg(a.movie_id ORDER BY a.raw_value DESC, a.movie_id), '{}'),
+             coalesce(array_agg(a.raw_value ORDER BY a.raw_value DESC, a.movie_id), '{}')
+        INTO v_a_ids, v_a_raw
+      FROM (SELECT r.movie_id, r.raw_value
+            FROM reelscore.metric_values r
+            WHERE r.metric_id = v_rank.metric_id
+              -- OFFSET 0 keeps each probe a per-row index probe (a subplan that cannot be
+              -- hashed): unnested, the planner may hash the whole scope, millions of rows
+              -- (3-4 s at 1M movies), because it cannot know how soon the page fills
+              AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                              WHERE x.movie_id = r.movie_id AND x.metric_id = ANY (v_scope_ids) OFFSET 0)
+            ORDER BY r.raw_value DESC, r.movie_id
+            LIMIT v_need) a;
+    END IF;
+  END IF;
+
+  -- B. Gaps without reach, by id, for what part A leaves of the page.
+  IF cardinality(v_a_ids) < v_need THEN
+    v_b_ids := ARRAY(
+      SELECT m.id
+      FROM reelscore.movies m
+      WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                        WHERE x.movie_id = m.id AND x.metric_id = ANY (v_scope_ids) OFFSET 0)
+        AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values y
+                        WHERE y.movie_id = m.id AND y.metric_id = coalesce(v_rank.metric_id, -1) OFFSET 0)
+      ORDER BY m.id
+      LIMIT v_need - cardinality(v_a_ids));
+  END IF;
+  PERFORM set_config('jit', v_jit, true);
+
   RETURN QUERY
-  SELECT g.movie_id, mv.title, mv.release_year, g.cost, g.raw, v_rank.metric_code::text
-  FROM (
-    (SELECT r.movie_id, r.raw_value AS raw,
-            coalesce(reelscore.normalize_with(v_rank.normalization_type, v_rank.args, r.raw_value), 0) AS cost
-     FROM reelscore.metric_values r
-     WHERE r.metric_id = v_rank.metric_id
-       AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
-                       WHERE x.movie_id = r.movie_id AND x.metric_id = ANY (v_scope_ids))
-     ORDER BY r.raw_value DESC, r.movie_id
-     LIMIT p_limit + p_offset)   -- a limit inside each branch makes its plan fast-start
-    UNION ALL
-    (SELECT m.id, NULL::float8, 0::float8
-     FROM reelscore.movies m
-     WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
-                       WHERE x.movie_id = m.id AND x.metric_id = ANY (v_scope_ids))
-       AND (v_rank.metric_id IS NULL
-            OR NOT EXISTS (SELECT 1 FROM reelscore.metric_values y
-                           WHERE y.movie_id = m.id AND y.metric_id = v_rank.metric_id))
-     ORDER BY m.id
-     LIMIT p_limit + p_offset)
-    LIMIT p_limit OFFSET p_offset
-  ) g
-  JOIN reelscore.movies mv ON mv.id = g.movie_id
-  ORDER BY g.raw DESC NULLS LAST, g.movie_id;
+  SELECT g.id, mv.title, mv.release_year,
+         CASE WHEN g.raw IS NULL THEN 0::float8
+              ELSE coalesce(reelscore.normalize_with(v_rank.normalization_type, v_rank.args, g.raw), 0) END,
+         g.raw, v_rank.metric_code::text
+  FROM (SELECT a.id, a.raw, a.ord FROM unnest(v_a_ids, v_a_raw) WITH ORDINALITY a(id, raw, ord)
+        UNION ALL
+        SELECT b.id, NULL::float8, cardinality(v_a_ids) + b.ord FROM unnest(v_b_ids) WITH ORDINALITY b(id, ord)
+        ORDER BY 3
+        OFFSET p_offset LIMIT p_limit) g
+  JOIN reelscore.movies mv ON mv.id = g.id
+  ORDER BY g.ord;
 END
 $$;
 COMMENT ON FUNCTION reelscore.coverage_gaps(text, text, text, integer, integer) IS

@@ -353,3 +353,89 @@ def test_roles(conn, role_conn):
     assert r.execute("select count(*) from reelscore.coverage_gaps('source', 'imdb')").fetchone()[0] == 20
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         r.execute("select reelscore.refresh_coverage()")
+
+
+def _expected_gaps(values, movies, scope_ids, reach_id):
+    """Independent: the movies with no value of any scope metric; those with a reach value
+    first by (raw desc, id), then the rest by id."""
+    has = defaultdict(set)
+    for (movie, mid) in values:
+        has[movie].add(mid)
+    lacking = [m for m in movies if not (has[m] & scope_ids)]
+    ranked = sorted((m for m in lacking if (m, reach_id) in values), key=lambda m: (-values[(m, reach_id)], m))
+    rest = sorted(m for m in lacking if (m, reach_id) not in values)
+    return [(m, values[(m, reach_id)]) for m in ranked] + [(m, None) for m in rest]
+
+
+def test_gaps_equal_independent_computation_dense_sparse_and_stale(conn):
+    """Loads with the scoring triggers on (movie_features kept as in production), a sparse
+    category (rating: 6 of 500 movies lack it, 3 of them with reach), a dense source, a metric;
+    then stale feature rows (deferred scoring) whose masks are out of date: still exact."""
+    _reset(conn)
+    conn.execute("delete from reelscore.movie_features")
+    conn.execute("set session_replication_role = default")
+    rng = random.Random(SEED + 2)
+    defs = {d["code"]: d for d in _defs(conn).values()}
+    n = 500
+    conn.execute("insert into reelscore.movies (id, title) select i, 'G' || i from generate_series(1, %s) i", (n,))
+    values = {}
+    sparse_rating = {7, 99, 250, 311, 420, 499}
+    for m in range(1, n + 1):
+        if rng.random() < 0.8 or m in (7, 99, 250):
+            values[(m, defs["tmdb_popularity"]["id"])] = float(rng.randint(0, 50))  # ties on raw
+        if rng.random() < 0.6 and m not in sparse_rating:  # (a rating metric)
+            values[(m, defs["imdb_vote_count"]["id"])] = float(rng.randint(1, 10 ** 6))
+        if m not in sparse_rating:
+            values[(m, defs[rng.choice(["tmdb_rating", "imdb_rating", "metacritic_score"])]["id"])] = 7.0
+        if rng.random() < 0.1 and m not in sparse_rating:
+            values[(m, defs["rt_tomatometer"]["id"])] = 80.0
+        if rng.random() < 0.3:
+            values[(m, defs["tmdb_budget"]["id"])] = 1e6
+    with conn.cursor() as cur:
+        with cur.copy("copy reelscore.metric_values (movie_id, metric_id, raw_value) from stdin") as cp:
+            for (m, mid), v in values.items():
+                cp.write_row((m, mid, v))
+    conn.execute("select reelscore.refresh_features()")
+    conn.execute("select reelscore.refresh_coverage()")
+    assert conn.execute("select count(*) from reelscore.movie_features where not stale").fetchone()[0] == n
+
+    def check(scope, name, rank_by, scope_codes):
+        scope_ids = {defs[c]["id"] for c in scope_codes}
+        want = _expected_gaps(values, range(1, n + 1), scope_ids, defs[rank_by]["id"])
+        for limit, offset in ((1000, 0), (5, 0), (7, 3), (10, len(want) - 4)):
+            got = conn.execute("select movie_id, rank_value from reelscore.coverage_gaps(%s, %s, %s, %s, %s)",
+                               (scope, name, rank_by, limit, max(offset, 0))).fetchall()
+            assert [tuple(r) for r in got] == want[max(offset, 0):max(offset, 0) + limit], (scope, name, limit)
+        return want
+
+    rating = [c for c, d in defs.items() if d["category"] == "rating"]
+    want = check("category", "rating", "tmdb_popularity", rating)
+    assert {m for m, _ in want} == sparse_rating                      # sparse: 6 of 500
+    assert {m for m, raw in want if raw is not None} >= {7, 99, 250}   # 3 or more with reach
+    check("source", "rotten_tomatoes", "imdb_vote_count",
+          [c for c, d in defs.items() if d["source"] == "rotten_tomatoes"])          # dense
+    check("metric", "tmdb_budget", "tmdb_popularity", ["tmdb_budget"])
+    check("source", "tmdb", "imdb_vote_count", [c for c, d in defs.items() if d["source"] == "tmdb"])
+
+    # Deferred scoring: the changed movies' feature rows are only marked stale, their masks
+    # out of date. A rating value removed (movie 5 becomes a gap with reach), one added.
+    conn.execute("set reelscore.defer_scoring = on")
+    try:
+        gone = [k for k in values if k[0] == 5 and defs_by_id(defs)[k[1]] in rating]
+        conn.execute("delete from reelscore.metric_values where movie_id = 5 and metric_id = any(%s)",
+                     ([k[1] for k in gone],))
+        for k in gone:
+            del values[k]
+        values[(7, defs["imdb_rating"]["id"])] = 6.0
+        conn.execute("insert into reelscore.metric_values (movie_id, metric_id, raw_value) values (7, %s, 6)",
+                     (defs["imdb_rating"]["id"],))
+        assert conn.execute("select count(*) from reelscore.movie_features where stale").fetchone()[0] == 2
+        want = check("category", "rating", "tmdb_popularity", rating)
+        assert 5 in [m for m, _ in want] and 7 not in [m for m, _ in want]
+    finally:
+        conn.execute("reset reelscore.defer_scoring")
+
+
+def defs_by_id(defs):
+    return {d["id"]: code for code, d in defs.items()}
+
