@@ -78,7 +78,9 @@ COMMENT ON VIEW reelscore.metric_rollup_weekly IS
 -- backed by raw points deleted, identical ones left alone. The scheduled refresh re-rolls the
 -- same recent days every run and most of their buckets have not changed: rewriting them
 -- (the former delete + insert) cost a day at 100k movies 4-5 s per table in index writes
--- and dead rows. Empties rs_rollup_new for the next table; returns how many buckets changed.
+-- and dead rows. For the daily table the (metric, movie) pairs whose buckets changed are
+-- appended to pg_temp.rs_rollup_changed: refresh_trend_candidates recomputes only those.
+-- Empties rs_rollup_new for the next table; returns how many buckets changed.
 CREATE OR REPLACE FUNCTION reelscore.merge_rollup(p_table text, p_ids smallint[], p_from timestamptz, p_to timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -87,44 +89,73 @@ AS $$
 DECLARE
   v_n bigint;
   v_k bigint;
+  v_sink text;
 BEGIN
   IF p_table NOT IN ('ts_rollup_hourly', 'ts_rollup_daily') THEN
     RAISE EXCEPTION 'merge_rollup: unknown rollup table %', quote_literal(p_table) USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  CREATE TEMP TABLE IF NOT EXISTS rs_rollup_changed (metric_id smallint NOT NULL, movie_id bigint NOT NULL)
+    ON COMMIT DROP;
+  v_sink := CASE WHEN p_table = 'ts_rollup_daily'
+                 THEN 'INSERT INTO pg_temp.rs_rollup_changed (metric_id, movie_id) SELECT m.metric_id, m.movie_id FROM merged m'
+                 ELSE 'SELECT FROM merged' END;
   ANALYZE pg_temp.rs_rollup_new;
   EXECUTE format($q$
-    INSERT INTO reelscore.%1$I AS r
-      (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
-    SELECT x.metric_id, x.bucket, x.movie_id, x.n, x.sum_value, x.sumsq_value, x.min_value, x.max_value,
-           x.last_value, x.last_time
-    FROM pg_temp.rs_rollup_new x
-    ORDER BY x.metric_id, x.bucket, x.movie_id
-    ON CONFLICT (metric_id, bucket, movie_id) DO UPDATE SET
-      n = excluded.n, sum_value = excluded.sum_value, sumsq_value = excluded.sumsq_value,
-      min_value = excluded.min_value, max_value = excluded.max_value, last_value = excluded.last_value,
-      last_time = excluded.last_time
-    WHERE (r.n, r.sum_value, r.sumsq_value, r.min_value, r.max_value, r.last_value, r.last_time)
-          IS DISTINCT FROM (excluded.n, excluded.sum_value, excluded.sumsq_value, excluded.min_value,
-                            excluded.max_value, excluded.last_value, excluded.last_time)
-  $q$, p_table);
+    WITH merged AS (
+      INSERT INTO reelscore.%1$I AS r
+        (metric_id, bucket, movie_id, n, sum_value, sumsq_value, min_value, max_value, last_value, last_time)
+      SELECT x.metric_id, x.bucket, x.movie_id, x.n, x.sum_value, x.sumsq_value, x.min_value, x.max_value,
+             x.last_value, x.last_time
+      FROM pg_temp.rs_rollup_new x
+      ORDER BY x.metric_id, x.bucket, x.movie_id
+      ON CONFLICT (metric_id, bucket, movie_id) DO UPDATE SET
+        n = excluded.n, sum_value = excluded.sum_value, sumsq_value = excluded.sumsq_value,
+        min_value = excluded.min_value, max_value = excluded.max_value, last_value = excluded.last_value,
+        last_time = excluded.last_time
+      WHERE (r.n, r.sum_value, r.sumsq_value, r.min_value, r.max_value, r.last_value, r.last_time)
+            IS DISTINCT FROM (excluded.n, excluded.sum_value, excluded.sumsq_value, excluded.min_value,
+                              excluded.max_value, excluded.last_value, excluded.last_time)
+      RETURNING r.metric_id, r.movie_id
+    )
+    %2$s
+  $q$, p_table, v_sink);
   GET DIAGNOSTICS v_n = ROW_COUNT;
   EXECUTE format($q$
-    DELETE FROM reelscore.%1$I r
-    WHERE r.metric_id = ANY ($1) AND r.bucket >= $2 AND r.bucket < $3
-      AND NOT EXISTS (SELECT 1 FROM pg_temp.rs_rollup_new x
-                      WHERE x.metric_id = r.metric_id AND x.bucket = r.bucket AND x.movie_id = r.movie_id)
-  $q$, p_table) USING p_ids, p_from, p_to;
+    WITH merged AS (
+      DELETE FROM reelscore.%1$I r
+      WHERE r.metric_id = ANY ($1) AND r.bucket >= $2 AND r.bucket < $3
+        AND NOT EXISTS (SELECT 1 FROM pg_temp.rs_rollup_new x
+                        WHERE x.metric_id = r.metric_id AND x.bucket = r.bucket AND x.movie_id = r.movie_id)
+      RETURNING r.metric_id, r.movie_id
+    )
+    %2$s
+  $q$, p_table, v_sink) USING p_ids, p_from, p_to;
   GET DIAGNOSTICS v_k = ROW_COUNT;
   TRUNCATE pg_temp.rs_rollup_new;
   RETURN v_n + v_k;
 END
 $$;
 COMMENT ON FUNCTION reelscore.merge_rollup(text, smallint[], timestamptz, timestamptz) IS
-  'Internal to refresh_rollups: merge the freshly computed buckets (pg_temp.rs_rollup_new) into a rollup table''s window, rewriting only buckets that changed. Returns how many buckets were inserted, updated or deleted.';
+  'Internal to refresh_rollups: merge the freshly computed buckets (pg_temp.rs_rollup_new) into a rollup table''s window, rewriting only buckets that changed; for the daily table the changed (metric, movie) pairs are noted in pg_temp.rs_rollup_changed for refresh_trend_candidates. Returns how many buckets were inserted, updated or deleted.';
 
--- Stage 1 of trending() for the configured windows: the least-squares slope of every
--- movie's normalized daily mean over the window, the top trend_candidates per metric kept.
--- refresh_rollups calls it when daily buckets changed or a window moved to a new day.
+-- Stage 1 of trending() for the configured windows: the least-squares slope of a movie's
+-- normalized daily mean over the window, for the steepest movies per metric.
+--
+-- What is stored, per metric and window: every qualifying movie (3+ days, slope > 0) ranked
+-- at or above the lowest stored one, at least trend_candidates of them (or all there are),
+-- at most twice that after a full pass. trending() reads the top of it. Kept exact
+-- incrementally: a movie not stored and not changed ranks below the lowest stored one, so
+-- recomputing only the changed (metric, movie) pairs and admitting those that rank at or
+-- above that lowest row keeps the invariant; when fewer than trend_candidates remain, the
+-- metric is recomputed whole.
+--
+-- Within refresh_rollups (pg_temp.rs_rollup_changed exists) only what is stale is redone:
+-- everything when a window moved to a new day (every movie loses its oldest day); a metric
+-- whose normalization changed (definition or stored distribution newer than its candidates);
+-- otherwise only the pairs whose daily buckets changed (a new point: one pair, ~0.1 s instead
+-- of a pass over every daily row of the windows, 15-25 s at 100k movies). Called by hand (no
+-- changed pairs pending): everything.
+-- The full pass aggregates each metric's daily rows once for all windows (FILTER per window).
 CREATE OR REPLACE FUNCTION reelscore.refresh_trend_candidates() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET jit = off
@@ -132,38 +163,143 @@ SET work_mem = '256MB'   -- 6M daily rows for 30 days of 100k movies x 2 metrics
 AS $$
 DECLARE
   v_s reelscore.ts_settings%ROWTYPE;
+  v_windows integer[];
+  v_from timestamptz;       -- start of the longest window
+  v_aggs text;
+  v_rows text;
+  v_slopes text;            -- per (metric, window, movie): slope and days, for the daily rows of %s
   v_ids smallint[] := ARRAY(SELECT d.id FROM reelscore.metric_definitions d ORDER BY d.id);
-  v_w integer;
-  v_wfrom timestamptz;
+  v_full smallint[];        -- metrics recomputed from all their daily rows
+  v_incremental boolean := false;   -- changed pairs pending from refresh_rollups in this transaction
   v_n bigint := 0;
   v_k bigint;
 BEGIN
+  -- One writer at a time (refresh_rollups holds its own lock; this covers calls by hand).
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('reelscore.refresh_trend_candidates'));
   SELECT * INTO v_s FROM reelscore.ts_settings;
-  FOREACH v_w IN ARRAY v_s.trend_windows LOOP
-    v_wfrom := reelscore.ts_bucket('1 day', now() - make_interval(days => v_w));
-    DELETE FROM reelscore.ts_trend_candidates c WHERE c.window_days = v_w;
-    INSERT INTO reelscore.ts_trend_candidates (metric_id, window_days, movie_id, ols_slope, days, window_from)
-    SELECT t.metric_id, v_w, t.movie_id, t.slope, t.n, v_wfrom
-    FROM (
-      SELECT s.metric_id, s.movie_id, regr_slope(s.y, s.x) AS slope, count(*)::integer AS n,
-             row_number() OVER (PARTITION BY s.metric_id ORDER BY regr_slope(s.y, s.x) DESC, s.movie_id) AS rn
-      FROM (SELECT r.metric_id, r.movie_id, extract(epoch FROM r.bucket - v_wfrom) / 86400.0 AS x,
-                   reelscore.normalize_with(p.normalization_type, p.args, r.sum_value / r.n) AS y
-            FROM reelscore.ts_rollup_daily r
-            JOIN reelscore.metric_norm_params p ON p.metric_id = r.metric_id
-            WHERE r.metric_id = ANY (v_ids) AND r.bucket >= v_wfrom) s
-      GROUP BY s.metric_id, s.movie_id
-      HAVING count(*) >= 3 AND regr_slope(s.y, s.x) > 0
-    ) t
-    WHERE t.rn <= v_s.trend_candidates;
+  v_windows := ARRAY(SELECT DISTINCT w FROM unnest(v_s.trend_windows) w WHERE w >= 1 ORDER BY w);
+  IF cardinality(v_windows) = 0 THEN
+    RETURN 0;
+  END IF;
+  v_from := reelscore.ts_bucket('1 day', now() - make_interval(days => v_windows[cardinality(v_windows)]));
+  IF to_regclass('pg_temp.rs_rollup_changed') IS NOT NULL THEN
+    v_incremental := EXISTS (SELECT 1 FROM pg_temp.rs_rollup_changed);
+  END IF;
+
+  -- x: days since the start of the window (each window's start is a whole number of days
+  -- after v_from), y: the normalized daily mean.
+  SELECT string_agg(format('regr_slope(s.y, s.x - %1$s) FILTER (WHERE s.x >= %1$s) AS slope_%2$s, '
+                           'count(*) FILTER (WHERE s.x >= %1$s) AS days_%2$s', w.off, w.days), ', '),
+         string_agg(format('(%1$s, %2$L::timestamptz, g.slope_%1$s, g.days_%1$s)', w.days, w.wfrom), ', ')
+  INTO v_aggs, v_rows
+  FROM (SELECT u.w AS days, reelscore.ts_bucket('1 day', now() - make_interval(days => u.w)) AS wfrom,
+               extract(epoch FROM reelscore.ts_bucket('1 day', now() - make_interval(days => u.w)) - v_from)::integer
+                 / 86400 AS off
+        FROM unnest(v_windows) u(w)) w;
+  v_slopes := format($q$
+    SELECT g.metric_id, w.window_days, g.movie_id, w.slope, w.days::integer AS days, w.window_from
+    FROM (SELECT s.metric_id, s.movie_id, %1$s
+          FROM (SELECT r.metric_id, r.movie_id,
+                       (date_part('epoch', r.bucket) - %3$s) / 86400 AS x,
+                       reelscore.normalize_with(p.normalization_type, p.args, r.sum_value / r.n) AS y
+                FROM (%%s) r
+                JOIN reelscore.metric_norm_params p ON p.metric_id = r.metric_id
+                OFFSET 0) s   -- x and y computed once a row, not once per aggregate that reads them
+          GROUP BY s.metric_id, s.movie_id) g
+    CROSS JOIN LATERAL (VALUES %2$s) w (window_days, window_from, slope, days)
+    WHERE w.days >= 3 AND w.slope > 0
+  $q$, v_aggs, v_rows, extract(epoch FROM v_from)::bigint);
+
+  IF NOT v_incremental
+     OR EXISTS (SELECT 1 FROM unnest(v_windows) w
+                WHERE NOT EXISTS (SELECT 1 FROM reelscore.ts_trend_candidates c WHERE c.window_days = w))
+     OR EXISTS (SELECT 1 FROM reelscore.ts_trend_candidates c
+                WHERE c.window_days = ANY (v_windows)
+                  AND c.window_from <> reelscore.ts_bucket('1 day', now() - make_interval(days => c.window_days))) THEN
+    v_full := v_ids;   -- by hand, first run, or the windows moved to a new day
+  ELSE
+    -- Normalization changed since the metric's candidates (or, for a metric without any,
+    -- since the oldest candidate) were computed.
+    v_full := ARRAY(
+      SELECT d.id FROM reelscore.metric_definitions d
+      LEFT JOIN reelscore.metric_distributions dist ON dist.metric_id = d.id
+      WHERE greatest(d.updated_at, dist.refreshed_at) >= coalesce(
+              (SELECT min(c.computed_at) FROM reelscore.ts_trend_candidates c
+               WHERE c.metric_id = d.id AND c.window_days = ANY (v_windows)),
+              (SELECT min(c.computed_at) FROM reelscore.ts_trend_candidates c WHERE c.window_days = ANY (v_windows))));
+
+    -- The changed pairs of the other metrics: recomputed, admitted at or above the lowest
+    -- stored row of their metric and window (ranked by slope, then movie id, as trending does).
+    CREATE TEMP TABLE IF NOT EXISTS rs_trend_changed (metric_id smallint, movie_id bigint) ON COMMIT DROP;
+    TRUNCATE pg_temp.rs_trend_changed;
+    INSERT INTO pg_temp.rs_trend_changed
+    SELECT DISTINCT x.metric_id, x.movie_id FROM pg_temp.rs_rollup_changed x WHERE x.metric_id <> ALL (v_full);
+    GET DIAGNOSTICS v_k = ROW_COUNT;
+    TRUNCATE pg_temp.rs_rollup_changed;   -- consumed
+    IF v_k > 0 THEN
+      ANALYZE pg_temp.rs_trend_changed;
+      EXECUTE format($q$
+        WITH fresh AS (%1$s),
+        bound AS (
+          SELECT DISTINCT ON (c.metric_id, c.window_days) c.metric_id, c.window_days, c.ols_slope, c.movie_id
+          FROM reelscore.ts_trend_candidates c
+          WHERE c.window_days = ANY ($1) AND c.metric_id IN (SELECT x.metric_id FROM pg_temp.rs_trend_changed x)
+          ORDER BY c.metric_id, c.window_days, c.ols_slope, c.movie_id DESC
+        ), admitted AS (
+          SELECT f.* FROM fresh f
+          JOIN bound b ON b.metric_id = f.metric_id AND b.window_days = f.window_days
+          WHERE f.slope > b.ols_slope OR (f.slope = b.ols_slope AND f.movie_id <= b.movie_id)
+        ), gone AS (
+          DELETE FROM reelscore.ts_trend_candidates c
+          USING pg_temp.rs_trend_changed x
+          WHERE c.metric_id = x.metric_id AND c.movie_id = x.movie_id AND c.window_days = ANY ($1)
+            AND NOT EXISTS (SELECT 1 FROM admitted a WHERE a.metric_id = c.metric_id
+                              AND a.window_days = c.window_days AND a.movie_id = c.movie_id)
+        )
+        INSERT INTO reelscore.ts_trend_candidates AS c (metric_id, window_days, movie_id, ols_slope, days, window_from)
+        SELECT a.metric_id, a.window_days, a.movie_id, a.slope, a.days, a.window_from FROM admitted a
+        ON CONFLICT (metric_id, window_days, movie_id) DO UPDATE SET
+          ols_slope = excluded.ols_slope, days = excluded.days, window_from = excluded.window_from,
+          computed_at = excluded.computed_at
+      $q$, format(v_slopes, $r$
+          SELECT r.metric_id, r.movie_id, r.bucket, r.sum_value, r.n
+          FROM pg_temp.rs_trend_changed x
+          JOIN reelscore.ts_rollup_daily r ON r.movie_id = x.movie_id AND r.metric_id = x.metric_id AND r.bucket >= $2$r$))
+      USING v_windows, v_from;
+      GET DIAGNOSTICS v_k = ROW_COUNT;
+      v_n := v_n + v_k;
+
+      -- Too few left for trending's reads (or a metric without candidates got changes):
+      -- that metric is recomputed whole.
+      v_full := v_full || ARRAY(
+        SELECT x.metric_id FROM (SELECT DISTINCT metric_id FROM pg_temp.rs_trend_changed) x
+        CROSS JOIN unnest(v_windows) w
+        WHERE (SELECT count(*) FROM reelscore.ts_trend_candidates c
+               WHERE c.metric_id = x.metric_id AND c.window_days = w) < v_s.trend_candidates);
+    END IF;
+  END IF;
+
+  IF cardinality(v_full) > 0 THEN
+    DELETE FROM reelscore.ts_trend_candidates c WHERE c.metric_id = ANY (v_full) AND c.window_days = ANY (v_windows);
+    EXECUTE format($q$
+      INSERT INTO reelscore.ts_trend_candidates (metric_id, window_days, movie_id, ols_slope, days, window_from)
+      SELECT t.metric_id, t.window_days, t.movie_id, t.slope, t.days, t.window_from
+      FROM (SELECT q.*, row_number() OVER (PARTITION BY q.metric_id, q.window_days
+                                           ORDER BY q.slope DESC, q.movie_id) AS rn
+            FROM (%1$s) q) t
+      WHERE t.rn <= 2 * $3
+    $q$, format(v_slopes, $r$
+        SELECT r.metric_id, r.movie_id, r.bucket, r.sum_value, r.n FROM reelscore.ts_rollup_daily r
+        WHERE r.metric_id = ANY ($1) AND r.bucket >= $2$r$))
+    USING v_full, v_from, v_s.trend_candidates;
     GET DIAGNOSTICS v_k = ROW_COUNT;
     v_n := v_n + v_k;
-  END LOOP;
+  END IF;
   RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION reelscore.refresh_trend_candidates() IS
-  'Stage 1 of trending(): per metric and configured window (ts_settings.trend_windows), the trend_candidates movies with the steepest least-squares slope of their normalized daily mean. refresh_rollups calls it when daily buckets changed or a window moved to a new day; call it by hand after changing trend_candidates. Returns the rows kept.';
+  'Stage 1 of trending(): per metric and configured window (ts_settings.trend_windows), the movies with the steepest least-squares slope of their normalized daily mean (at least trend_candidates, at most twice that; every movie ranked above the lowest stored one). Called by hand: recomputed whole (do so after changing trend_candidates). Within refresh_rollups: whole when a window moved to a new day, per metric when its normalization changed, otherwise only for the movies whose daily buckets changed. Returns the rows written.';
 
 -- Refresh: recompute the buckets of a window (default: the configured refresh_window back
 -- from now, from the start of that day) and merge them (merge_rollup: only changed buckets

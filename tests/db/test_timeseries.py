@@ -294,3 +294,102 @@ def test_roles_for_time_series(conn, role_conn, synth):
     assert w.execute("select hourly_rows from reelscore.refresh_rollups()").fetchone()[0] > 0
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         w.execute("select reelscore.apply_retention('400 days')")
+
+
+def _ols_top(conn, code, days, top):
+    """Stage 1 recomputed here: numpy least-squares slope of each movie's normalized daily
+    mean (log(v + 1) / log(1001), tmdb_popularity's normalization) over the window, the
+    steepest `top` rising movies with 3+ days, ordered as trending orders them."""
+    rows = conn.execute("""select t.movie_id, t.time, t.value from reelscore.metric_timeseries t
+                           join reelscore.metric_definitions d on d.id = t.metric_id
+                           where d.code = %s and t.time >= now() - interval '40 days'""", (code,)).fetchall()
+    start = _day(datetime.now(UTC) - timedelta(days=days))
+    per_day = defaultdict(list)
+    for movie, t, v in rows:
+        if _day(t) >= start:
+            per_day[(movie, (_day(t) - start).days)].append(v)
+    series = defaultdict(list)
+    for (movie, x), vals in per_day.items():
+        series[movie].append((x, min(1.0, max(0.0, math.log(np.mean(vals) + 1) / math.log(1001)))))
+    slopes = []
+    for movie, xy in series.items():
+        if len(xy) >= 3:
+            x, y = np.array(xy).T
+            slope = np.polyfit(x, y, 1)[0]
+            if slope > 0:
+                slopes.append((-slope, movie))
+    return [(m, -s) for s, m in sorted(slopes)[:top]]
+
+
+def _stored_top(conn, code, days, top):
+    return conn.execute("""select c.movie_id, c.ols_slope from reelscore.ts_trend_candidates c
+                           join reelscore.metric_definitions d on d.id = c.metric_id
+                           where d.code = %s and c.window_days = %s
+                           order by c.ols_slope desc, c.movie_id limit %s""", (code, days, top)).fetchall()
+
+
+def _top_per_window(conn, top=10):
+    """The top `top` stored rows of every metric and window: what trending's stored path reads."""
+    return conn.execute("""select metric_id, window_days, movie_id, ols_slope, days from (
+                             select c.*, row_number() over (partition by metric_id, window_days
+                                                            order by ols_slope desc, movie_id) as rn
+                             from reelscore.ts_trend_candidates c) c
+                           where rn <= %s order by 1, 2, ols_slope desc, 3""", (top,)).fetchall()
+
+
+def _assert_same_ranking(a, b):
+    assert [r[:3] + r[4:] for r in a] == [r[:3] + r[4:] for r in b]
+    assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-9)
+
+
+def test_trend_candidates_follow_changed_points_incrementally(conn, synth):
+    """A refresh after points changed recomputes stage 1 only for the changed movies (rows of
+    the others are not rewritten), and the ranking stays what a from-scratch pass gives: a
+    riser whose points fall leaves it, a flat movie that starts rising enters it. Then so many
+    stored movies fall that fewer than trend_candidates remain: the metric is redone whole."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("update reelscore.ts_settings set trend_candidates = 10")   # stores 10..20
+        conn.execute("select reelscore.refresh_trend_candidates()")
+        top = _stored_top(conn, "tmdb_popularity", 30, 20)
+        assert len(top) == 20
+        assert [m for m, _ in top[:10]] == [m for m, _ in _ols_top(conn, "tmdb_popularity", 30, 10)]
+        faller, untouched = top[0][0], top[5][0]
+        riser = next(m for m in synth.movie_ids if m not in {m for m, _ in top} and m not in synth.risers)
+        xmin = lambda m: conn.execute("select xmin::text from reelscore.ts_trend_candidates where movie_id = %s "
+                                      "and window_days = 30 and metric_id = 27", (m,)).fetchone()
+        before = xmin(untouched)
+        conn.execute("""update reelscore.metric_timeseries set value = 1 where metric_id = 27 and movie_id = %s
+                        and time >= now() - interval '15 days'""", (faller,))
+        conn.execute("""update reelscore.metric_timeseries
+                        set value = value * exp(0.5 * extract(epoch from time - (now() - interval '10 days')) / 86400)
+                        where metric_id = 27 and movie_id = %s and time >= now() - interval '10 days'""", (riser,))
+        conn.execute("select * from reelscore.refresh_rollups(now() - interval '31 days')")
+        assert xmin(untouched) == before   # incremental: an unchanged movie's row was not rewritten
+        expected = _ols_top(conn, "tmdb_popularity", 30, 10)
+        got = _stored_top(conn, "tmdb_popularity", 30, 10)
+        assert [m for m, _ in got] == [m for m, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-9)
+        assert got[0][0] == riser and faller not in [m for m, _ in got]
+        # trending on the stored stage 1 = trending with stage 1 computed live over the raw points
+        stored_tr = conn.execute("select movie_id, slope_per_day from reelscore.trending('tmdb_popularity', "
+                                 "'30 days', 5, p_candidates => 10)").fetchall()
+        live_tr = conn.execute("select movie_id, slope_per_day from reelscore.trending('tmdb_popularity', "
+                               "'30 days', 5, true, p_candidates => 10)").fetchall()
+        assert [m for m, _ in stored_tr] == [m for m, _ in live_tr] and stored_tr[0][0] == riser
+        assert [s for _, s in stored_tr] == pytest.approx([s for _, s in live_tr], rel=1e-9)
+        # every metric and window ranks as a from-scratch pass (by hand) ranks
+        incremental = _top_per_window(conn)
+        conn.execute("select reelscore.refresh_trend_candidates()")
+        _assert_same_ranking(incremental, _top_per_window(conn))
+
+        # Fifteen of the stored twenty fall: fewer than ten left, the metric is redone whole.
+        fallers = [m for m, _ in _stored_top(conn, "tmdb_popularity", 30, 15)]
+        conn.execute("""update reelscore.metric_timeseries set value = 1 where metric_id = 27
+                        and movie_id = any(%s) and time >= now() - interval '15 days'""", (fallers,))
+        conn.execute("select * from reelscore.refresh_rollups(now() - interval '31 days')")
+        got = _stored_top(conn, "tmdb_popularity", 30, 10)
+        assert [m for m, _ in got] == [m for m, _ in _ols_top(conn, "tmdb_popularity", 30, 10)]
+        assert not set(fallers) & {m for m, _ in got}
+        refilled = _top_per_window(conn)
+        conn.execute("select reelscore.refresh_trend_candidates()")
+        _assert_same_ranking(refilled, _top_per_window(conn))
