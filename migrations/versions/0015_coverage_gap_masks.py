@@ -2,7 +2,7 @@
 
 coverage_gaps() ranks the movies lacking a scope by reach. Where few movies with reach lack
 the scope (category rating at 1M movies: none of the 914k with popularity), walking the reach
-metric's index read all of it and took 3-4 s. reelscore.coverage_present_masks() finds the
+metric's index read all of it and took 3-4 s. reelscore.coverage_gaps() now finds the
 distinct presence masks that lack the scope by a skip scan of this index (a few thousand
 masks at 1M movies), and their movies are read index-only: the sparse case then costs
 milliseconds. 39 MB at 1M movies; one more index entry per feature row written (feature rows
