@@ -471,8 +471,8 @@ def timeseries(b: Bench, p: Plan) -> None:
 
 def _ts_ingest(b: Bench, p: Plan, g: str, movies: int) -> None:
     """Point ingest: one day of points for every movie (2 metrics) through COPY into a staging
-    table and one INSERT ... SELECT that normalizes (the generator's path), against an
-    INSERT per point; the points land 40 days back and are deleted after."""
+    table and reelscore.append_points (one normalizing INSERT ... SELECT, the generator's
+    path), against an INSERT per point; the points land 40 days back and are deleted after."""
     ids = [r[0] for r in b.conn.execute("SELECT id FROM reelscore.movies ORDER BY id LIMIT %s", (movies,))]
     mids = [r[0] for r in b.conn.execute("SELECT id FROM reelscore.metric_definitions "
                                          "WHERE code IN ('tmdb_popularity', 'tmdb_vote_count') ORDER BY id")]
@@ -490,11 +490,7 @@ def _ts_ingest(b: Bench, p: Plan, g: str, movies: int) -> None:
                            "value float8) ON COMMIT DROP")
             with b.conn.cursor().copy("COPY ts_bench_stage (time, movie_id, metric_id, value) FROM STDIN") as cp:
                 cp.write(lines)
-            b.conn.execute("""
-              INSERT INTO reelscore.metric_timeseries (time, movie_id, metric_id, value, normalized_value, metadata)
-              SELECT s.time, s.movie_id, s.metric_id, s.value,
-                     reelscore.normalize_with(np.normalization_type, np.args, s.value), '{"bench": true}'
-              FROM ts_bench_stage s JOIN reelscore.metric_norm_params np ON np.metric_id = s.metric_id""")
+            b.conn.execute("SELECT reelscore.append_points('ts_bench_stage', '{\"bench\": true}')")
     slow_n = min(n_points, 100 if p.smoke else 3000)
     slow_rows = [(stamp, m, mid, (m * 7919 + mid) % 5000 / 10.0) for mid in mids for m in ids][:slow_n]
 
@@ -508,11 +504,11 @@ def _ts_ingest(b: Bench, p: Plan, g: str, movies: int) -> None:
                                "FROM reelscore.metric_norm_params np WHERE np.metric_id = %s",
                                (r[0], r[1], r[2], r[3], r[3], r[2]))
     try:
-        b.throughput(g, "time-series points: COPY + one normalizing INSERT", bulk, p.runs, p.tp_warm, n_points,
+        b.throughput(g, "time-series points: COPY + append_points", bulk, p.runs, p.tp_warm, n_points,
                      baseline="time-series points: one INSERT per point",
                      note=f"{n_points:,} points (a day of 2 metrics for {len(ids):,} movies) into the hypertable")
         b.throughput(g, "time-series points: one INSERT per point", row_by_row, p.slow_runs, 1, slow_n,
-                     baseline="time-series points: COPY + one normalizing INSERT", note=f"{slow_n:,} points")
+                     baseline="time-series points: COPY + append_points", note=f"{slow_n:,} points")
     finally:
         cleanup()
 

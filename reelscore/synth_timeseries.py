@@ -142,15 +142,7 @@ def generate(conn: psycopg.Connection, movies: int = 100_000, days: int = 365, s
         if bar:
             bar.close()
         if normalize:
-            # No JIT for the move: the planner overestimates the join to metric_norm_params
-            # (~36x: its metric_distributions side is usually empty and unanalyzed), and the
-            # JIT compile it triggers costs 0.7-1 s per 200k points, a third of the insert.
-            conn.execute("set local jit = off")
-            conn.execute("""
-                insert into reelscore.metric_timeseries (time, movie_id, metric_id, value, normalized_value, metadata)
-                select s.time, s.movie_id, s.metric_id, s.value,
-                       reelscore.normalize_with(p.normalization_type, p.args, s.value), '{"synthetic": true}'
-                from ts_synth_stage s join reelscore.metric_norm_params p on p.metric_id = s.metric_id""")
+            conn.execute("select reelscore.append_points('ts_synth_stage', '{\"synthetic\": true}')")
     truth.points = written
     return truth
 

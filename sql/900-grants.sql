@@ -211,7 +211,7 @@ GRANT EXECUTE ON FUNCTION reelscore.ts_bucket(interval, timestamptz), reelscore.
 GRANT INSERT, UPDATE, DELETE ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily, reelscore.ts_trend_candidates
   TO reelscore_write;
 GRANT UPDATE ON reelscore.ts_settings TO reelscore_write;
-GRANT EXECUTE ON FUNCTION reelscore.refresh_rollups(timestamptz, timestamptz),
+GRANT EXECUTE ON FUNCTION reelscore.append_points(regclass, jsonb), reelscore.refresh_rollups(timestamptz, timestamptz),
   reelscore.merge_rollup(text, smallint[], timestamptz, timestamptz), reelscore.refresh_trend_candidates()
   TO reelscore_write;
 GRANT DELETE ON reelscore.metric_timeseries TO reelscore_admin;

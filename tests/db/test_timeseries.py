@@ -393,3 +393,25 @@ def test_trend_candidates_follow_changed_points_incrementally(conn, synth):
         refilled = _top_per_window(conn)
         conn.execute("select reelscore.refresh_trend_candidates()")
         _assert_same_ranking(refilled, _top_per_window(conn))
+
+
+def test_append_points_normalizes_and_rejects_unknown_metrics(db_url):
+    with psycopg.connect(db_url) as c:                 # one transaction, rolled back
+        mid = c.execute("SELECT id FROM reelscore.metric_definitions WHERE code = 'imdb_rating'").fetchone()[0]
+        c.execute("CREATE TEMP TABLE pts (time timestamptz, movie_id bigint, metric_id smallint, value float8)")
+        c.execute("INSERT INTO pts VALUES ('2026-01-05 10:00+00', 1, %s, 7.5), ('2026-01-06 10:00+00', 2, %s, 3.0)",
+                  (mid, mid))
+        assert c.execute("SELECT reelscore.append_points('pts', '{\"src\": \"test\"}')").fetchone()[0] == 2
+        rows = c.execute("""SELECT t.movie_id, t.normalized_value, reelscore.normalize_value('imdb_rating', t.value),
+                                   t.metadata FROM reelscore.metric_timeseries t
+                            WHERE t.metadata @> '{"src": "test"}' ORDER BY t.movie_id""").fetchall()
+        assert [(r[0], r[3]) for r in rows] == [(1, {"src": "test"}), (2, {"src": "test"})]
+        assert all(r[1] == pytest.approx(r[2]) and r[1] is not None for r in rows)
+        c.execute("INSERT INTO pts VALUES ('2026-01-07 10:00+00', 3, 32000, 1.0)")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match=r"unknown metric ids \{32000\}"):
+            c.execute("SELECT reelscore.append_points('pts')")
+        c.rollback()
+        c.execute("CREATE TEMP TABLE pts (time timestamptz, movie_id bigint, metric_id smallint, value float8)")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="JSON object"):
+            c.execute("SELECT reelscore.append_points('pts', '[1]')")
+        c.rollback()
