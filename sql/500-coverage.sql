@@ -29,7 +29,7 @@ DECLARE
   v_group_aggs  text;
   v_sql       text;
   v_rec       record;
-  v_hashagg   text := current_setting('enable_hashagg');
+  v_sort      text := current_setting('enable_sort');
   v_hashjoin  text := current_setting('enable_hashjoin');
 BEGIN
   -- One refresh at a time; a second caller returns NULL at once instead of queueing.
@@ -139,11 +139,14 @@ BEGIN
     decade integer, total bigint, with_any bigint, metric_counts bigint[], group_counts bigint[]
   ) ON COMMIT DROP;
   TRUNCATE pg_temp.coverage_per_decade;
-  -- Grouping 1M movies by hashing spills; the primary key's order makes it a stream.
-  PERFORM set_config('enable_hashagg', 'off', true);
+  -- Grouping 1M movies by hashing spills: the per-movie masks stream from the primary key's
+  -- order (a group aggregate, merge-joined to movies), so sorts are off. The (decade, mask)
+  -- pairs, a few thousand, are then hashed: with hash aggregation off as well (as before),
+  -- the 1M joined rows were sorted on disk for them, 1.1-1.3 s of a 4.7-6 s pass at 1M movies.
+  PERFORM set_config('enable_sort', 'off', true);
   PERFORM set_config('enable_hashjoin', 'off', true);
   EXECUTE v_sql;
-  PERFORM set_config('enable_hashagg', v_hashagg, true);
+  PERFORM set_config('enable_sort', v_sort, true);
   PERFORM set_config('enable_hashjoin', v_hashjoin, true);
 
   INSERT INTO reelscore.coverage_heatmap
@@ -374,8 +377,10 @@ COMMENT ON VIEW reelscore.coverage_alerts IS
 --    the candidates come from movie_features instead: the presence masks with the scope's bits
 --    clear and the reach bit set (found by a skip scan, below), their movies (index-only), plus
 --    every stale row; each is then checked against metric_values. The mask path is taken when
---    it yields at most about sqrt(page x catalogue) candidates, where it is the cheaper one
---    (past that, the walk meets a gap at least every sqrt(catalogue / page) movies).
+--    it yields at most about sqrt(page x catalogue) candidates. Past that, many gaps but maybe
+--    all at low reach: the walk's first entries measure how often it meets a gap; when the rest
+--    of the walk would cost more, the candidates are ranked by the normalized reach stored in
+--    movie_features.nvec, and only those that can reach the page get the raw check.
 -- B. Gaps without reach, by id, only when part A does not fill the page: walk movies by id,
 --    probing scope and reach (fast while such gaps are not rare among all movies).
 -- movie_features is only a source of candidates, never of the answer: every candidate is
@@ -410,6 +415,21 @@ DECLARE
   v_mask       bigint;
   v_bad        bigint;
   v_shift      integer;
+  v_bits       bit(32)[];
+  v_many       boolean := false;   -- the masks yield more candidates than v_cap
+  v_budget     integer;
+  v_w_ids      bigint[];
+  v_w_raw      float8[];
+  v_w_gap      boolean[];
+  v_g          integer;
+  v_bound      bigint;
+  v_n          bigint;
+  v_k          integer;
+  v_ranked     boolean := false;
+  v_rec        record;
+  v_nstar      float8;
+  v_done       boolean := false;
+  v_path       text := 'none';
 BEGIN
   IF p_scope IS NULL OR p_scope NOT IN ('metric', 'category', 'source') THEN
     RAISE EXCEPTION 'unknown gap scope %', coalesce(quote_literal(p_scope), 'NULL')
@@ -494,20 +514,158 @@ BEGIN
         END LOOP;
       END IF;
       IF v_masks IS NOT NULL THEN
+        v_bits := ARRAY(SELECT m::bit(32) FROM unnest(v_masks) m);
         v_cap := greatest(2000, ceil(sqrt(v_need::float8 * greatest(
                    (SELECT c.reltuples FROM pg_catalog.pg_class c
                     WHERE c.oid = 'reelscore.movie_features'::regclass), 1))))::integer;
         v_cand := ARRAY(SELECT f.movie_id FROM reelscore.movie_features f
-                        WHERE f.present = ANY (ARRAY(SELECT m::bit(32) FROM unnest(v_masks) m))
+                        WHERE f.present = ANY (v_bits)
                         LIMIT v_cap + 1);   -- index-only; stale rows among them are checked like the rest
         IF cardinality(v_cand) > v_cap THEN
-          v_cand := NULL;   -- many gaps with reach: the walk below finds a page quickly
+          v_cand := NULL;
+          v_many := true;
         ELSE
           v_cand := ARRAY(SELECT DISTINCT u.id FROM unnest(v_cand || v_stale) u(id));
+          v_path := 'candidates';
         END IF;
       END IF;
     END IF;
-    IF v_cand IS NOT NULL THEN
+
+    -- Many candidates. Either the gaps are frequent near the top of the reach index (the walk
+    -- fills the page soon) or they sit at low reach (source tmdb at 1M movies: 34,404 gaps
+    -- with reach, 17 of them among the top 20,000; the walk reads ~37,000 entries, 0.3 s).
+    -- The first v_budget entries of the walk measure the gap rate; from it, the rest of the
+    -- walk is estimated and compared with ranking the candidates by their normalized reach,
+    -- read from movie_features.nvec (one bitmap heap scan and a sort: about 1.4 us per
+    -- candidate at 1M movies; a walked entry costs about 7.5 us, a heap fetch and a probe;
+    -- the bound below takes a ratio of 3, not 5, as the gap rate is measured on few gaps).
+    -- This needs the stored normalized value to be non-decreasing in the raw value, so that
+    -- it bounds the raw order: linear with max > min, logarithmic with a positive threshold
+    -- (their arguments change only with the definition, and then features_current() is false;
+    -- not percentile, whose stored distribution can change without it). Otherwise: the walk.
+    IF v_many AND ((v_rank.normalization_type = 'linear' AND v_rank.args[2] > v_rank.args[1])
+                   OR (v_rank.normalization_type = 'logarithmic' AND v_rank.args[1] > 0)) THEN
+      v_budget := greatest(1000, 2 * v_need);
+      SELECT array_agg(w.movie_id ORDER BY w.raw_value DESC, w.movie_id),
+             array_agg(w.raw_value ORDER BY w.raw_value DESC, w.movie_id),
+             array_agg(w.gap ORDER BY w.raw_value DESC, w.movie_id)
+        INTO v_w_ids, v_w_raw, v_w_gap
+      FROM (SELECT t.movie_id, t.raw_value,
+                   NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                               WHERE x.movie_id = t.movie_id AND x.metric_id = ANY (v_scope_ids) OFFSET 0) AS gap
+            FROM (SELECT r.movie_id, r.raw_value FROM reelscore.metric_values r
+                  WHERE r.metric_id = v_rank.metric_id
+                  ORDER BY r.raw_value DESC, r.movie_id
+                  LIMIT v_budget) t) w;
+      SELECT coalesce(array_agg(u.id ORDER BY u.ord), '{}'), coalesce(array_agg(u.raw ORDER BY u.ord), '{}')
+        INTO v_a_ids, v_a_raw
+      FROM unnest(v_w_ids, v_w_raw, v_w_gap) WITH ORDINALITY u(id, raw, gap, ord)
+      WHERE u.gap;
+      v_g := cardinality(v_a_ids);
+      IF v_g >= v_need OR coalesce(cardinality(v_w_ids), 0) < v_budget THEN
+        -- The page is full, or the whole reach index was read: every gap with reach is here.
+        v_a_ids := v_a_ids[1:v_need];
+        v_a_raw := v_a_raw[1:v_need];
+        v_done := true;
+        v_path := 'walk';
+      ELSE
+        -- Candidates are worth ranking while they cost less than the estimated rest of the
+        -- walk: (v_need - v_g) more gaps at v_g per v_budget entries, 3 times a candidate's
+        -- cost. Their number is estimated as the planner does, from the statistics of
+        -- movie_features.present (frequent masks; the rest share what is left), within 10-30%
+        -- at 1M movies, and counted exactly (index-only, ~0.7 us each) only without
+        -- statistics or when the estimate is within a factor of 2 of the bound.
+        v_bound := least(500000000, ceil(3.0 * (v_need - v_g) * v_budget / greatest(v_g, 0.5)))::bigint;
+        SELECT greatest(c.reltuples, 0)
+               * (coalesce((SELECT sum(st.freqs[k]) FROM generate_subscripts(st.vals, 1) k
+                            WHERE st.vals[k] = ANY (v_bits)), 0)
+                  + (SELECT count(*) FROM unnest(v_bits) b WHERE b <> ALL (st.vals))
+                    * greatest(1 - st.null_frac - (SELECT sum(x) FROM unnest(st.freqs) x), 0)
+                    / greatest(CASE WHEN st.n_distinct < 0 THEN -st.n_distinct * c.reltuples
+                                    ELSE st.n_distinct END - cardinality(st.vals), 1))
+          INTO v_n
+        FROM pg_catalog.pg_class c
+        CROSS JOIN (SELECT s.most_common_vals::text::bit(32)[] AS vals, s.most_common_freqs AS freqs,
+                           s.null_frac, s.n_distinct
+                    FROM pg_catalog.pg_stats s
+                    WHERE s.schemaname = 'reelscore' AND s.tablename = 'movie_features'
+                      AND s.attname = 'present' AND s.most_common_vals IS NOT NULL
+                    OFFSET 0) st   -- converted once, not once per reference
+        WHERE c.oid = 'reelscore.movie_features'::regclass;
+        IF v_n IS NULL OR v_n BETWEEN v_bound / 2 AND v_bound * 2 THEN
+          SELECT count(*) INTO v_n
+          FROM (SELECT 1 FROM reelscore.movie_features f WHERE f.present = ANY (v_bits) LIMIT v_bound + 1) c;
+        END IF;
+        IF v_n <= v_bound THEN
+          -- The candidates by normalized reach, highest first (slot s of nvec, as nvec . e_s:
+          -- exact, and cheaper than a cast to real[]); stale rows are left to the raw check
+          -- below. Read while the estimate holds (at most 4 x v_bound, else the walk goes on).
+          -- Confirmed gaps are counted in that order: once v_need are (the v_need-th at
+          -- normalized reach v_nstar), a candidate below v_nstar has v_need gaps of strictly
+          -- higher raw reach ahead of it (the normalization is non-decreasing), so it is not on
+          -- the page. The candidates down to v_nstar, ties included, go to the raw check.
+          -- The probes run only for the rows fetched (the sort is below the projection).
+          v_cand := '{}';
+          v_k := 0;
+          FOR v_rec IN EXECUTE format($q$
+            SELECT c.id, c.n, c.total,
+                   NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                               WHERE x.movie_id = c.id AND x.metric_id = ANY ($3) OFFSET 0)
+                   AND EXISTS (SELECT 1 FROM reelscore.metric_values y
+                               WHERE y.movie_id = c.id AND y.metric_id = $4 OFFSET 0) AS gap
+            FROM (SELECT l.id, l.n, count(*) OVER () AS total
+                  FROM (SELECT f.movie_id AS id, -(f.nvec OPERATOR(%1$I.<#>) $2::%1$I.vector) AS n
+                        FROM reelscore.movie_features f
+                        WHERE f.present = ANY ($1) AND NOT f.stale
+                        LIMIT $5) l
+                  ORDER BY l.n DESC
+                  OFFSET 0) c
+          $q$, reelscore.vector_schema())
+            USING v_bits, (SELECT array_agg(CASE WHEN i = v_rank.slot THEN 1 ELSE 0 END::real ORDER BY i)
+                           FROM generate_series(1, 32) i),
+                  v_scope_ids, v_rank.metric_id, 4 * v_bound + 1
+          LOOP
+            IF v_rec.total > 4 * v_bound THEN
+              v_cand := NULL;   -- far more than estimated: the walk goes on
+              EXIT;
+            END IF;
+            EXIT WHEN v_k >= v_need AND v_rec.n < v_nstar;
+            v_cand := v_cand || v_rec.id;
+            IF v_rec.gap THEN
+              v_k := v_k + 1;
+              IF v_k = v_need THEN
+                v_nstar := v_rec.n;
+              END IF;
+            END IF;
+          END LOOP;
+          v_ranked := v_cand IS NOT NULL;
+        END IF;
+        IF v_ranked THEN
+          v_cand := ARRAY(SELECT DISTINCT u.id FROM unnest(v_cand || v_stale || v_a_ids) u(id));
+          v_path := 'ranked candidates';
+        ELSE
+          -- The walk goes on from its last entry (order: raw value descending, then id).
+          SELECT v_a_ids || coalesce(array_agg(a.movie_id ORDER BY a.raw_value DESC, a.movie_id), '{}'),
+                 v_a_raw || coalesce(array_agg(a.raw_value ORDER BY a.raw_value DESC, a.movie_id), '{}')
+            INTO v_a_ids, v_a_raw
+          FROM (SELECT r.movie_id, r.raw_value
+                FROM reelscore.metric_values r
+                WHERE r.metric_id = v_rank.metric_id
+                  AND r.raw_value <= v_w_raw[v_budget]
+                  AND (r.raw_value < v_w_raw[v_budget] OR r.movie_id > v_w_ids[v_budget])
+                  AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values x
+                                  WHERE x.movie_id = r.movie_id AND x.metric_id = ANY (v_scope_ids) OFFSET 0)
+                ORDER BY r.raw_value DESC, r.movie_id
+                LIMIT v_need - v_g) a;
+          v_done := true;
+          v_path := 'walk, resumed';
+        END IF;
+      END IF;
+    END IF;
+
+    IF v_done THEN
+      NULL;
+    ELSIF v_cand IS NOT NULL THEN
       SELECT coalesce(array_agg(a.movie_id ORDER BY a.raw_value DESC, a.movie_id), '{}'),
              coalesce(array_agg(a.raw_value ORDER BY a.raw_value DESC, a.movie_id), '{}')
         INTO v_a_ids, v_a_raw
@@ -519,6 +677,7 @@ BEGIN
             ORDER BY r.raw_value DESC, r.movie_id
             LIMIT v_need) a;
     ELSE
+      v_path := 'walk';
       SELECT coalesce(array_agg(a.movie_id ORDER BY a.raw_value DESC, a.movie_id), '{}'),
              coalesce(array_agg(a.raw_value ORDER BY a.raw_value DESC, a.movie_id), '{}')
         INTO v_a_ids, v_a_raw
@@ -548,6 +707,9 @@ BEGIN
       LIMIT v_need - cardinality(v_a_ids));
   END IF;
   PERFORM set_config('jit', v_jit, true);
+  -- Which way part A went ('candidates', 'ranked candidates', 'walk', 'walk, resumed', 'none'):
+  -- the tests check it.
+  RAISE DEBUG 'coverage_gaps: %', v_path;
 
   RETURN QUERY
   SELECT g.id, mv.title, mv.release_year,

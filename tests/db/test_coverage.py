@@ -439,3 +439,83 @@ def test_gaps_equal_independent_computation_dense_sparse_and_stale(conn):
 def defs_by_id(defs):
     return {d["id"]: code for code, d in defs.items()}
 
+
+
+def test_gaps_with_many_candidates_ranked_by_stored_reach_or_walked(conn):
+    """More candidates than the cap (2,000 here): gaps only at low reach (source tmdb, as at
+    1M movies) are ranked by the normalized reach in movie_features; gaps at a few per cent
+    near the top (rotten_tomatoes) make the walk go on; frequent gaps (metacritic) fill the
+    page in the walk's first stage. Vote counts tie often, also across page boundaries; then
+    stale feature rows. Every page equals the independent computation, and the path taken is
+    the one expected (the function's DEBUG message)."""
+    _reset(conn)
+    conn.execute("delete from reelscore.movie_features")
+    conn.execute("set session_replication_role = default")
+    rng = random.Random(SEED + 3)
+    defs = {d["code"]: d for d in _defs(conn).values()}
+    votes, tmdb, rt, meta = (defs[c]["id"] for c in ("imdb_vote_count", "tmdb_rating", "rt_tomatometer",
+                                                      "metacritic_score"))
+    n = 6000
+    conn.execute("insert into reelscore.movies (id, title) select i, 'H' || i from generate_series(1, %s) i", (n,))
+    values = {}
+    for m in range(1, n + 1):
+        v = rng.randint(1, 4000)                      # about 1.5 movies per vote count: ties
+        if rng.random() < 0.95:
+            values[(m, votes)] = float(v)
+        if v >= 2500 or rng.random() < 0.2:           # tmdb gaps only below 2,500 votes
+            values[(m, tmdb)] = 7.0
+        if (rng.random() < 0.1) if v < 2000 else (rng.random() < 0.97):
+            values[(m, rt)] = 80.0                    # 3% gaps near the top, most below 2,000
+        if rng.random() < 0.5:
+            values[(m, meta)] = 70.0
+    with conn.cursor() as cur:
+        with cur.copy("copy reelscore.metric_values (movie_id, metric_id, raw_value) from stdin") as cp:
+            for (m, mid), v in values.items():
+                cp.write_row((m, mid, v))
+    conn.execute("select reelscore.refresh_features()")
+    conn.execute("select reelscore.refresh_coverage()")
+    conn.execute("analyze reelscore.movie_features")   # the cap reads reltuples
+
+    paths = []
+    conn.add_notice_handler(lambda d: paths.append(d.message_primary.split(": ", 1)[1])
+                            if (d.message_primary or "").startswith("coverage_gaps: ") else None)
+    conn.execute("set client_min_messages = debug1")
+
+    def check(scope, name, scope_ids, pages, path):
+        want = _expected_gaps(values, range(1, n + 1), scope_ids, votes)
+        for limit, offset in pages:
+            paths.clear()
+            got = conn.execute("select movie_id, rank_value from reelscore.coverage_gaps(%s, %s, 'imdb_vote_count', %s, %s)",
+                               (scope, name, limit, offset)).fetchall()
+            assert [tuple(r) for r in got] == want[offset:offset + limit], (scope, name, limit, offset)
+            if path is not None:
+                assert paths == [path], (scope, name, limit, offset)
+        return want
+
+    try:
+        tmdb_ids = {defs[c]["id"] for c, d in defs.items() if d["source"] == "tmdb"}
+        want = check("source", "tmdb", tmdb_ids, ((50, 0), (7, 13), (30, 200)), "ranked candidates")
+        assert len([m for m, raw in want if raw is not None]) > 2000
+        assert want[49][1] == want[50][1] or want[20][1] == want[19][1] or want[212][1] == want[213][1]  # ties
+        rt_ids = {defs[c]["id"] for c, d in defs.items() if d["source"] == "rotten_tomatoes"}
+        check("source", "rotten_tomatoes", rt_ids, ((50, 0), (20, 25)), "walk, resumed")
+        check("source", "rotten_tomatoes", rt_ids, ((1000, 0),), "ranked candidates")
+        check("metric", "metacritic_score", {meta}, ((50, 0), (100, 300)), "walk")
+
+        # Deferred scoring: movies near the top lose their tmdb rating (gaps of high reach
+        # whose masks are out of date), one low gap gains one.
+        conn.execute("set reelscore.defer_scoring = on")
+        top = sorted((m for m in range(1, n + 1) if (m, votes) in values and (m, tmdb) in values),
+                     key=lambda m: -values[(m, votes)])[:3]
+        conn.execute("delete from reelscore.metric_values where metric_id = %s and movie_id = any(%s)", (tmdb, top))
+        for m in top:
+            del values[(m, tmdb)]
+        low = want[0][0]
+        conn.execute("insert into reelscore.metric_values (movie_id, metric_id, raw_value) values (%s, %s, 7)", (low, tmdb))
+        values[(low, tmdb)] = 7.0
+        assert conn.execute("select count(*) from reelscore.movie_features where stale").fetchone()[0] == 4
+        want = check("source", "tmdb", tmdb_ids, ((50, 0), (10, 40)), "ranked candidates")
+        assert [m for m, _ in want[:3]] == top and low not in [m for m, _ in want]
+    finally:
+        conn.execute("reset reelscore.defer_scoring")
+        conn.execute("reset client_min_messages")
