@@ -468,10 +468,10 @@ def test_gaps_with_many_candidates_ranked_by_stored_reach_or_walked(conn):
             values[(m, rt)] = 80.0                    # 3% gaps near the top, most below 2,000
         if rng.random() < 0.5:
             values[(m, meta)] = 70.0
-    with conn.cursor() as cur:
-        with cur.copy("copy reelscore.metric_values (movie_id, metric_id, raw_value) from stdin") as cp:
-            for (m, mid), v in values.items():
-                cp.write_row((m, mid, v))
+    with conn.cursor() as cur, cur.copy("copy reelscore.metric_values (movie_id, metric_id, raw_value) "
+                                        "from stdin") as cp:
+        for (m, mid), v in values.items():
+            cp.write_row((m, mid, v))
     conn.execute("select reelscore.refresh_features()")
     conn.execute("select reelscore.refresh_coverage()")
     conn.execute("analyze reelscore.movie_features")   # the cap reads reltuples
@@ -493,11 +493,11 @@ def test_gaps_with_many_candidates_ranked_by_stored_reach_or_walked(conn):
         return want
 
     try:
-        tmdb_ids = {defs[c]["id"] for c, d in defs.items() if d["source"] == "tmdb"}
+        tmdb_ids = {d["id"] for d in defs.values() if d["source"] == "tmdb"}
         want = check("source", "tmdb", tmdb_ids, ((50, 0), (7, 13), (30, 200)), "ranked candidates")
         assert len([m for m, raw in want if raw is not None]) > 2000
         assert want[49][1] == want[50][1] or want[20][1] == want[19][1] or want[212][1] == want[213][1]  # ties
-        rt_ids = {defs[c]["id"] for c, d in defs.items() if d["source"] == "rotten_tomatoes"}
+        rt_ids = {d["id"] for d in defs.values() if d["source"] == "rotten_tomatoes"}
         check("source", "rotten_tomatoes", rt_ids, ((50, 0), (20, 25)), "walk, resumed")
         check("source", "rotten_tomatoes", rt_ids, ((1000, 0),), "ranked candidates")
         check("metric", "metacritic_score", {meta}, ((50, 0), (100, 300)), "walk")
