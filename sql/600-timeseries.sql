@@ -177,23 +177,50 @@ $$;
 COMMENT ON FUNCTION reelscore.merge_rollup(text, smallint[], timestamptz, timestamptz) IS
   'Internal to refresh_rollups: merge the freshly computed buckets (pg_temp.rs_rollup_new) into a rollup table''s window, rewriting only buckets that changed; for the daily table the changed (metric, movie) pairs are noted in pg_temp.rs_rollup_changed for refresh_trend_candidates. Returns how many buckets were inserted, updated or deleted.';
 
+-- Least-squares slope from running sums (see refresh_trend_candidates): the numerator is exact
+-- in numeric, the denominator in bigint (n^2 var(x): x days since 1970, n up to 3,660 days stays
+-- far below 2^63), each side is rounded once to float8. NULL under two distinct x; NaN when a
+-- point was NaN or infinite (what regr_slope gives).
+CREATE OR REPLACE FUNCTION reelscore.ols_slope_from_sums(p_n integer, p_nonfinite integer, p_sum_x bigint,
+                                                         p_sum_xx bigint, p_sum_y numeric, p_sum_xy numeric)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT CASE
+    WHEN p_nonfinite > 0 THEN 'NaN'::float8
+    WHEN p_n::bigint * p_sum_xx - p_sum_x * p_sum_x > 0
+      THEN (p_n * p_sum_xy - p_sum_x * p_sum_y)::float8 / (p_n::bigint * p_sum_xx - p_sum_x * p_sum_x)::float8
+  END
+$$;
+COMMENT ON FUNCTION reelscore.ols_slope_from_sums(integer, integer, bigint, bigint, numeric, numeric) IS
+  'Least-squares slope of y on x from n, sum x, sum x^2, sum y, sum xy (exact numerator in numeric); NULL under two distinct x, NaN when p_nonfinite > 0.';
+
 -- Stage 1 of trending() for the configured windows: the least-squares slope of a movie's
 -- normalized daily mean over the window, for the steepest movies per metric.
 --
--- What is stored, per metric and window: every qualifying movie (3+ days, slope > 0) ranked
--- at or above the lowest stored one, at least trend_candidates of them (or all there are),
--- at most twice that after a full pass. trending() reads the top of it. Kept exact
--- incrementally: a movie not stored and not changed ranks below the lowest stored one, so
--- recomputing only the changed (metric, movie) pairs and admitting those that rank at or
--- above that lowest row keeps the invariant; when fewer than trend_candidates remain, the
--- metric is recomputed whole.
+-- Kept as running sums (ts_trend_sums, migration 0017): per (metric, window, movie) the
+-- daily rows in the window (days), the regression's points (n: finite normalized means),
+-- sum x, sum x^2 (x: days since 1970-01-01, an absolute day number, so the sums stay valid
+-- when the window moves), sum y, sum xy (y: the normalized daily mean, as numeric). Sums of
+-- numeric are exact, so sums kept by subtraction equal sums computed afresh, digit for digit,
+-- and so do the slopes: (n sum_xy - sum_x sum_y) / (n sum_xx - sum_x^2), the numerator exact
+-- in numeric, then one rounding to float8 each side. y enters as float8::numeric (15
+-- significant digits, a fixed function of the float8). A NaN or infinite y makes the slope
+-- NaN (as regr_slope over float8 did); it is counted apart so that it can leave again.
+--
+-- What is stored in ts_trend_candidates, per metric and window: the 2 * trend_candidates
+-- movies with the steepest slope (3+ days, slope > 0; ties by movie id, as trending()
+-- orders), exactly what a full pass stores. trending() reads the top of it.
 --
 -- Within refresh_rollups (pg_temp.rs_rollup_changed exists) only what is stale is redone:
--- everything when a window moved to a new day (every movie loses its oldest day); a metric
--- whose normalization changed (definition or stored distribution newer than its candidates);
--- otherwise only the pairs whose daily buckets changed (a new point: one pair, ~0.1 s instead
--- of a pass over every daily row of the windows, 15-25 s at 100k movies). Called by hand (no
--- changed pairs pending): everything.
+--   * a window moved to a new day: the daily rows that left it are subtracted (one day of
+--     rows per window, 2 x 100k at 100k movies, instead of the 6.2M rows of a full pass);
+--   * the (metric, movie) pairs whose daily buckets changed: their sums recomputed;
+--   * a metric whose normalization changed since its last full pass (definition edited, or
+--     for a percentile metric its stored distribution refreshed), without sums for a
+--     configured window, or whose window moved by a whole window or back: full pass;
+-- then each touched (metric, window) re-takes its top rows from the sums, and only rows that
+-- differ are rewritten. Called by hand (no pending changes): a full pass of every metric.
 -- The full pass aggregates each metric's daily rows once for all windows (FILTER per window).
 CREATE OR REPLACE FUNCTION reelscore.refresh_trend_candidates() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -203,13 +230,17 @@ AS $$
 DECLARE
   v_s reelscore.ts_settings%ROWTYPE;
   v_windows integer[];
+  v_wfrom timestamptz[];    -- each window's first day now, in v_windows' order
   v_from timestamptz;       -- start of the longest window
-  v_aggs text;
-  v_rows text;
-  v_slopes text;            -- per (metric, window, movie): slope and days, for the daily rows of %s
   v_ids smallint[] := ARRAY(SELECT d.id FROM reelscore.metric_definitions d ORDER BY d.id);
   v_full smallint[];        -- metrics recomputed from all their daily rows
-  v_incremental boolean := false;   -- changed pairs pending from refresh_rollups in this transaction
+  v_incremental boolean := to_regclass('pg_temp.rs_rollup_changed') IS NOT NULL;   -- within refresh_rollups
+  v_rows text;              -- per-row x, y of daily rows (%s: the rows' source)
+  v_aggs text;
+  v_unpivot text;
+  v_sums text;              -- per (metric, window, movie) sums of the daily rows of %s, all windows
+  v_zero bigint;
+  v_emptied bigint := 0;    -- sums rows left without a day by a move
   v_n bigint := 0;
   v_k bigint;
 BEGIN
@@ -220,125 +251,214 @@ BEGIN
   IF cardinality(v_windows) = 0 THEN
     RETURN 0;
   END IF;
-  v_from := reelscore.ts_bucket('1 day', now() - make_interval(days => v_windows[cardinality(v_windows)]));
-  IF to_regclass('pg_temp.rs_rollup_changed') IS NOT NULL THEN
-    v_incremental := EXISTS (SELECT 1 FROM pg_temp.rs_rollup_changed);
-  END IF;
+  v_wfrom := ARRAY(SELECT reelscore.ts_bucket('1 day', now() - make_interval(days => w))
+                   FROM unnest(v_windows) WITH ORDINALITY u(w, i) ORDER BY i);
+  v_from := v_wfrom[cardinality(v_wfrom)];
 
-  -- x: days since the start of the window (each window's start is a whole number of days
-  -- after v_from), y: the normalized daily mean.
-  SELECT string_agg(format('regr_slope(s.y, s.x - %1$s) FILTER (WHERE s.x >= %1$s) AS slope_%2$s, '
-                           'count(*) FILTER (WHERE s.x >= %1$s) AS days_%2$s', w.off, w.days), ', '),
-         string_agg(format('(%1$s, %2$L::timestamptz, g.slope_%1$s, g.days_%1$s)', w.days, w.wfrom), ', ')
-  INTO v_aggs, v_rows
-  FROM (SELECT u.w AS days, reelscore.ts_bucket('1 day', now() - make_interval(days => u.w)) AS wfrom,
-               extract(epoch FROM reelscore.ts_bucket('1 day', now() - make_interval(days => u.w)) - v_from)::integer
-                 / 86400 AS off
-        FROM unnest(v_windows) u(w)) w;
-  v_slopes := format($q$
-    SELECT g.metric_id, w.window_days, g.movie_id, w.slope, w.days::integer AS days, w.window_from
+  -- Daily rows of a source (%s: metric_id, movie_id, bucket, sum_value, n, and a tag passed
+  -- through) with x: whole days since the epoch (buckets are UTC midnights), y: the normalized
+  -- daily mean, NULL unless finite (a non-finite one is flagged in bad).
+  -- Each OFFSET 0 keeps a subquery from being flattened into its reader, which would
+  -- evaluate the normalization and the numeric conversion once per reference.
+  v_rows := $q$
+    SELECT z.metric_id, z.movie_id, z.bucket, z.tag, z.x,
+           CASE WHEN abs(z.yf) < 'Infinity'::float8 THEN z.yf::numeric END AS y,
+           z.yf IS NOT NULL AND NOT abs(z.yf) < 'Infinity'::float8 AS bad
+    FROM (SELECT r.metric_id, r.movie_id, r.bucket, r.tag, date_part('epoch', r.bucket)::bigint / 86400 AS x,
+                 reelscore.normalize_with(p.normalization_type, p.args, r.sum_value / r.n) AS yf
+          FROM (%s) r
+          JOIN reelscore.metric_norm_params p ON p.metric_id = r.metric_id
+          OFFSET 0) z
+  $q$;
+  SELECT string_agg(format($a$
+           count(*) FILTER (WHERE s.bucket >= %1$L) AS days_%2$s,
+           count(s.y) FILTER (WHERE s.bucket >= %1$L) AS n_%2$s,
+           count(*) FILTER (WHERE s.bucket >= %1$L AND s.bad) AS bad_%2$s,
+           coalesce(sum(s.x) FILTER (WHERE s.bucket >= %1$L AND s.y IS NOT NULL), 0)::bigint AS sx_%2$s,
+           coalesce(sum(s.x * s.x) FILTER (WHERE s.bucket >= %1$L AND s.y IS NOT NULL), 0)::bigint AS sxx_%2$s,
+           coalesce(sum(s.y) FILTER (WHERE s.bucket >= %1$L), 0) AS sy_%2$s,
+           coalesce(sum(s.x * s.y) FILTER (WHERE s.bucket >= %1$L), 0) AS sxy_%2$s$a$, u.f, u.w), ', '),
+         string_agg(format('(%1$s, g.days_%1$s, g.n_%1$s, g.bad_%1$s, g.sx_%1$s, g.sxx_%1$s, g.sy_%1$s, g.sxy_%1$s)',
+                           u.w), ', ')
+  INTO v_aggs, v_unpivot
+  FROM unnest(v_windows, v_wfrom) u(w, f);
+  v_sums := format($q$
+    SELECT g.metric_id, w.window_days, g.movie_id, w.days::integer AS days, w.n::integer AS n,
+           w.bad::integer AS n_nonfinite, w.sx AS sum_x, w.sxx AS sum_xx, w.sy AS sum_y, w.sxy AS sum_xy
     FROM (SELECT s.metric_id, s.movie_id, %1$s
-          FROM (SELECT r.metric_id, r.movie_id,
-                       (date_part('epoch', r.bucket) - %3$s) / 86400 AS x,
-                       reelscore.normalize_with(p.normalization_type, p.args, r.sum_value / r.n) AS y
-                FROM (%%s) r
-                JOIN reelscore.metric_norm_params p ON p.metric_id = r.metric_id
-                OFFSET 0) s   -- x and y computed once a row, not once per aggregate that reads them
+          FROM (%2$s OFFSET 0) s   -- x and y computed once a row, not once per aggregate that reads them
           GROUP BY s.metric_id, s.movie_id) g
-    CROSS JOIN LATERAL (VALUES %2$s) w (window_days, window_from, slope, days)
-    WHERE w.days >= 3 AND w.slope > 0
-  $q$, v_aggs, v_rows, extract(epoch FROM v_from)::bigint);
+    CROSS JOIN LATERAL (VALUES %3$s) w (window_days, days, n, bad, sx, sxx, sy, sxy)
+    WHERE w.days > 0
+  $q$, v_aggs, v_rows, v_unpivot);
 
-  IF NOT v_incremental
-     OR EXISTS (SELECT 1 FROM unnest(v_windows) w
-                WHERE NOT EXISTS (SELECT 1 FROM reelscore.ts_trend_candidates c WHERE c.window_days = w))
-     OR EXISTS (SELECT 1 FROM reelscore.ts_trend_candidates c
-                WHERE c.window_days = ANY (v_windows)
-                  AND c.window_from <> reelscore.ts_bucket('1 day', now() - make_interval(days => c.window_days))) THEN
-    v_full := v_ids;   -- by hand, first run, or the windows moved to a new day
+  -- Sums of windows no longer configured are dropped.
+  DELETE FROM reelscore.ts_trend_sums t WHERE t.window_days <> ALL (v_windows);
+  DELETE FROM reelscore.ts_trend_windows t WHERE t.window_days <> ALL (v_windows);
+
+  IF NOT v_incremental THEN
+    v_full := v_ids;   -- by hand
   ELSE
-    -- Normalization changed since the metric's candidates (or, for a metric without any,
-    -- since the oldest candidate) were computed.
     v_full := ARRAY(
       SELECT d.id FROM reelscore.metric_definitions d
       LEFT JOIN reelscore.metric_distributions dist ON dist.metric_id = d.id
-      WHERE greatest(d.updated_at, dist.refreshed_at) >= coalesce(
-              (SELECT min(c.computed_at) FROM reelscore.ts_trend_candidates c
-               WHERE c.metric_id = d.id AND c.window_days = ANY (v_windows)),
-              (SELECT min(c.computed_at) FROM reelscore.ts_trend_candidates c WHERE c.window_days = ANY (v_windows))));
+      CROSS JOIN unnest(v_windows, v_wfrom) u(w, f)
+      LEFT JOIN reelscore.ts_trend_windows t ON t.metric_id = d.id AND t.window_days = u.w
+      WHERE t.window_from IS NULL                                   -- no sums for this window
+         OR t.window_from > u.f OR t.window_from <= u.f - make_interval(days => u.w)   -- moved back, or by a whole window
+         OR d.updated_at >= t.computed_at                           -- normalization changed since
+         OR (d.normalization_type = 'percentile' AND dist.refreshed_at >= t.computed_at)
+      GROUP BY d.id);
+  END IF;
 
-    -- The changed pairs of the other metrics: recomputed, admitted at or above the lowest
-    -- stored row of their metric and window (ranked by slope, then movie id, as trending does).
+  CREATE TEMP TABLE IF NOT EXISTS rs_trend_touched (metric_id smallint, window_days integer) ON COMMIT DROP;
+  TRUNCATE pg_temp.rs_trend_touched;
+
+  IF cardinality(v_full) > 0 THEN
+    DELETE FROM reelscore.ts_trend_sums t WHERE t.metric_id = ANY (v_full);
+    EXECUTE format($q$
+      INSERT INTO reelscore.ts_trend_sums AS t
+        (metric_id, window_days, movie_id, days, n, n_nonfinite, sum_x, sum_xx, sum_y, sum_xy, slope)
+      SELECT q.metric_id, q.window_days, q.movie_id, q.days, q.n, q.n_nonfinite, q.sum_x, q.sum_xx, q.sum_y, q.sum_xy,
+             reelscore.ols_slope_from_sums(q.n, q.n_nonfinite, q.sum_x, q.sum_xx, q.sum_y, q.sum_xy)
+      FROM (%1$s) q
+    $q$, format(v_sums, $r$
+        SELECT r.metric_id, r.movie_id, r.bucket, r.sum_value, r.n, NULL::integer AS tag
+        FROM reelscore.ts_rollup_daily r
+        WHERE r.metric_id = ANY ($1) AND r.bucket >= $2$r$))
+    USING v_full, v_from;
+    INSERT INTO reelscore.ts_trend_windows AS t (metric_id, window_days, window_from, computed_at)
+    SELECT m, u.w, u.f, now() FROM unnest(v_full) m CROSS JOIN unnest(v_windows, v_wfrom) u(w, f)
+    ON CONFLICT (metric_id, window_days) DO UPDATE SET window_from = excluded.window_from,
+                                                      computed_at = excluded.computed_at;
+    INSERT INTO pg_temp.rs_trend_touched SELECT m, w FROM unnest(v_full) m CROSS JOIN unnest(v_windows) w;
+  END IF;
+
+  IF v_incremental THEN
+    -- The windows that moved to a later day: the daily rows that left them are subtracted.
+    CREATE TEMP TABLE IF NOT EXISTS rs_trend_moved (metric_id smallint, window_days integer,
+                                                    old_from timestamptz, new_from timestamptz) ON COMMIT DROP;
+    TRUNCATE pg_temp.rs_trend_moved;
+    INSERT INTO pg_temp.rs_trend_moved
+    SELECT t.metric_id, t.window_days, t.window_from, u.f
+    FROM reelscore.ts_trend_windows t JOIN unnest(v_windows, v_wfrom) u(w, f) ON u.w = t.window_days
+    WHERE t.window_from < u.f AND t.metric_id <> ALL (v_full);
+    -- One statement per leaving day (k days after each window's old start; a move is one
+    -- day), for every window at once: a pair has at most one daily row a day, so each row
+    -- updates its sums directly, without grouping. tag: the window.
+    FOR v_i IN 0 .. coalesce((SELECT max(extract(epoch FROM m.new_from - m.old_from))::integer / 86400 - 1
+                              FROM pg_temp.rs_trend_moved m), -1)
+    LOOP
+      EXECUTE format($q$
+        WITH upd AS (
+          UPDATE reelscore.ts_trend_sums t
+          SET days = t.days - 1, n = t.n - l.dn, n_nonfinite = t.n_nonfinite - l.dbad,
+              sum_x = t.sum_x - l.dx, sum_xx = t.sum_xx - l.dxx, sum_y = t.sum_y - l.dy, sum_xy = t.sum_xy - l.dxy,
+              slope = reelscore.ols_slope_from_sums(t.n - l.dn, t.n_nonfinite - l.dbad, t.sum_x - l.dx,
+                                                    t.sum_xx - l.dxx, t.sum_y - l.dy, t.sum_xy - l.dxy)
+          FROM (SELECT s.metric_id, s.movie_id, s.tag, (s.y IS NOT NULL)::integer AS dn, s.bad::integer AS dbad,
+                       CASE WHEN s.y IS NOT NULL THEN s.x ELSE 0 END AS dx,
+                       CASE WHEN s.y IS NOT NULL THEN s.x * s.x ELSE 0 END AS dxx,
+                       coalesce(s.y, 0) AS dy, coalesce(s.x * s.y, 0) AS dxy
+                FROM (%1$s OFFSET 0) s
+                OFFSET 0) l
+          WHERE t.metric_id = l.metric_id AND t.window_days = l.tag AND t.movie_id = l.movie_id
+          RETURNING t.days
+        )
+        SELECT count(*) FILTER (WHERE u.days = 0) FROM upd u
+      $q$, format(v_rows, $r$
+          SELECT r.metric_id, r.movie_id, r.bucket, r.sum_value, r.n, m.window_days AS tag
+          FROM pg_temp.rs_trend_moved m
+          JOIN reelscore.ts_rollup_daily r ON r.metric_id = m.metric_id AND r.bucket = m.old_from + $1
+          WHERE m.old_from + $1 < m.new_from$r$))
+      INTO v_zero USING make_interval(days => v_i);
+      v_emptied := v_emptied + v_zero;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_temp.rs_trend_moved) THEN
+      IF v_emptied > 0 THEN
+        DELETE FROM reelscore.ts_trend_sums t
+        WHERE t.days = 0   -- no day left in the window
+          AND (t.metric_id, t.window_days) IN (SELECT m.metric_id, m.window_days FROM pg_temp.rs_trend_moved m);
+      END IF;
+      UPDATE reelscore.ts_trend_windows t SET window_from = m.new_from
+      FROM pg_temp.rs_trend_moved m WHERE t.metric_id = m.metric_id AND t.window_days = m.window_days;
+      INSERT INTO pg_temp.rs_trend_touched SELECT m.metric_id, m.window_days FROM pg_temp.rs_trend_moved m;
+    END IF;
+
+    -- The pairs whose daily buckets changed (after the move: their sums are replaced whole).
     CREATE TEMP TABLE IF NOT EXISTS rs_trend_changed (metric_id smallint, movie_id bigint) ON COMMIT DROP;
     TRUNCATE pg_temp.rs_trend_changed;
     INSERT INTO pg_temp.rs_trend_changed
     SELECT DISTINCT x.metric_id, x.movie_id FROM pg_temp.rs_rollup_changed x WHERE x.metric_id <> ALL (v_full);
-    GET DIAGNOSTICS v_k = ROW_COUNT;
-    TRUNCATE pg_temp.rs_rollup_changed;   -- consumed
-    IF v_k > 0 THEN
+    IF FOUND THEN
       ANALYZE pg_temp.rs_trend_changed;
       EXECUTE format($q$
         WITH fresh AS (%1$s),
-        bound AS (
-          SELECT DISTINCT ON (c.metric_id, c.window_days) c.metric_id, c.window_days, c.ols_slope, c.movie_id
-          FROM reelscore.ts_trend_candidates c
-          WHERE c.window_days = ANY ($1) AND c.metric_id IN (SELECT x.metric_id FROM pg_temp.rs_trend_changed x)
-          ORDER BY c.metric_id, c.window_days, c.ols_slope, c.movie_id DESC
-        ), admitted AS (
-          SELECT f.* FROM fresh f
-          JOIN bound b ON b.metric_id = f.metric_id AND b.window_days = f.window_days
-          WHERE f.slope > b.ols_slope OR (f.slope = b.ols_slope AND f.movie_id <= b.movie_id)
-        ), gone AS (
-          DELETE FROM reelscore.ts_trend_candidates c
-          USING pg_temp.rs_trend_changed x
-          WHERE c.metric_id = x.metric_id AND c.movie_id = x.movie_id AND c.window_days = ANY ($1)
-            AND NOT EXISTS (SELECT 1 FROM admitted a WHERE a.metric_id = c.metric_id
-                              AND a.window_days = c.window_days AND a.movie_id = c.movie_id)
+        gone AS (
+          DELETE FROM reelscore.ts_trend_sums t USING pg_temp.rs_trend_changed x
+          WHERE t.metric_id = x.metric_id AND t.movie_id = x.movie_id
+            AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.metric_id = t.metric_id AND f.window_days = t.window_days
+                              AND f.movie_id = t.movie_id)
         )
-        INSERT INTO reelscore.ts_trend_candidates AS c (metric_id, window_days, movie_id, ols_slope, days, window_from)
-        SELECT a.metric_id, a.window_days, a.movie_id, a.slope, a.days, a.window_from FROM admitted a
+        INSERT INTO reelscore.ts_trend_sums AS t
+          (metric_id, window_days, movie_id, days, n, n_nonfinite, sum_x, sum_xx, sum_y, sum_xy, slope)
+        SELECT f.metric_id, f.window_days, f.movie_id, f.days, f.n, f.n_nonfinite, f.sum_x, f.sum_xx, f.sum_y, f.sum_xy,
+               reelscore.ols_slope_from_sums(f.n, f.n_nonfinite, f.sum_x, f.sum_xx, f.sum_y, f.sum_xy)
+        FROM fresh f
         ON CONFLICT (metric_id, window_days, movie_id) DO UPDATE SET
-          ols_slope = excluded.ols_slope, days = excluded.days, window_from = excluded.window_from,
-          computed_at = excluded.computed_at
-      $q$, format(v_slopes, $r$
-          SELECT r.metric_id, r.movie_id, r.bucket, r.sum_value, r.n
+          days = excluded.days, n = excluded.n, n_nonfinite = excluded.n_nonfinite, sum_x = excluded.sum_x,
+          sum_xx = excluded.sum_xx, sum_y = excluded.sum_y, sum_xy = excluded.sum_xy, slope = excluded.slope
+      $q$, format(v_sums, $r$
+          SELECT r.metric_id, r.movie_id, r.bucket, r.sum_value, r.n, NULL::integer AS tag
           FROM pg_temp.rs_trend_changed x
-          JOIN reelscore.ts_rollup_daily r ON r.movie_id = x.movie_id AND r.metric_id = x.metric_id AND r.bucket >= $2$r$))
-      USING v_windows, v_from;
-      GET DIAGNOSTICS v_k = ROW_COUNT;
-      v_n := v_n + v_k;
-
-      -- Too few left for trending's reads (or a metric without candidates got changes):
-      -- that metric is recomputed whole.
-      v_full := v_full || ARRAY(
-        SELECT x.metric_id FROM (SELECT DISTINCT metric_id FROM pg_temp.rs_trend_changed) x
-        CROSS JOIN unnest(v_windows) w
-        WHERE (SELECT count(*) FROM reelscore.ts_trend_candidates c
-               WHERE c.metric_id = x.metric_id AND c.window_days = w) < v_s.trend_candidates);
+          JOIN reelscore.ts_rollup_daily r ON r.movie_id = x.movie_id AND r.metric_id = x.metric_id AND r.bucket >= $1$r$))
+      USING v_from;
+      INSERT INTO pg_temp.rs_trend_touched
+      SELECT DISTINCT x.metric_id, w FROM pg_temp.rs_trend_changed x CROSS JOIN unnest(v_windows) w;
     END IF;
   END IF;
 
-  IF cardinality(v_full) > 0 THEN
-    DELETE FROM reelscore.ts_trend_candidates c WHERE c.metric_id = ANY (v_full) AND c.window_days = ANY (v_windows);
-    EXECUTE format($q$
-      INSERT INTO reelscore.ts_trend_candidates (metric_id, window_days, movie_id, ols_slope, days, window_from)
-      SELECT t.metric_id, t.window_days, t.movie_id, t.slope, t.days, t.window_from
-      FROM (SELECT q.*, row_number() OVER (PARTITION BY q.metric_id, q.window_days
-                                           ORDER BY q.slope DESC, q.movie_id) AS rn
-            FROM (%1$s) q) t
-      WHERE t.rn <= 2 * $3
-    $q$, format(v_slopes, $r$
-        SELECT r.metric_id, r.movie_id, r.bucket, r.sum_value, r.n FROM reelscore.ts_rollup_daily r
-        WHERE r.metric_id = ANY ($1) AND r.bucket >= $2$r$))
-    USING v_full, v_from, v_s.trend_candidates;
-    GET DIAGNOSTICS v_k = ROW_COUNT;
-    v_n := v_n + v_k;
-  END IF;
+  -- Each touched (metric, window) re-takes its top rows from the sums; rows that did not
+  -- change are left alone.
+  EXECUTE $q$
+    WITH touched AS (
+      SELECT DISTINCT x.metric_id, x.window_days, t.window_from
+      FROM pg_temp.rs_trend_touched x
+      JOIN reelscore.ts_trend_windows t ON t.metric_id = x.metric_id AND t.window_days = x.window_days
+    ), top AS (
+      SELECT x.metric_id, x.window_days, s.movie_id, s.slope, s.days, x.window_from
+      FROM touched x
+      CROSS JOIN LATERAL (
+        SELECT s.movie_id, s.slope, s.days FROM reelscore.ts_trend_sums s
+        WHERE s.metric_id = x.metric_id AND s.window_days = x.window_days AND s.days >= 3 AND s.slope > 0
+        ORDER BY s.slope DESC, s.movie_id
+        LIMIT 2 * $1) s
+    ), gone AS (
+      DELETE FROM reelscore.ts_trend_candidates c USING touched x
+      WHERE c.metric_id = x.metric_id AND c.window_days = x.window_days
+        AND NOT EXISTS (SELECT 1 FROM top p WHERE p.metric_id = c.metric_id AND p.window_days = c.window_days
+                          AND p.movie_id = c.movie_id)
+    )
+    INSERT INTO reelscore.ts_trend_candidates AS c (metric_id, window_days, movie_id, ols_slope, days, window_from)
+    SELECT p.metric_id, p.window_days, p.movie_id, p.slope, p.days, p.window_from FROM top p
+    ON CONFLICT (metric_id, window_days, movie_id) DO UPDATE SET
+      ols_slope = excluded.ols_slope, days = excluded.days, window_from = excluded.window_from,
+      computed_at = excluded.computed_at
+    WHERE (c.ols_slope, c.days, c.window_from) IS DISTINCT FROM (excluded.ols_slope, excluded.days, excluded.window_from)
+  $q$ USING v_s.trend_candidates;
+  GET DIAGNOSTICS v_k = ROW_COUNT;
+  v_n := v_n + v_k;
   RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION reelscore.refresh_trend_candidates() IS
-  'Stage 1 of trending(): per metric and configured window (ts_settings.trend_windows), the movies with the steepest least-squares slope of their normalized daily mean (at least trend_candidates, at most twice that; every movie ranked above the lowest stored one). Called by hand: recomputed whole (do so after changing trend_candidates). Within refresh_rollups: whole when a window moved to a new day, per metric when its normalization changed, otherwise only for the movies whose daily buckets changed. Returns the rows written.';
+  'Stage 1 of trending(): per metric and configured window (ts_settings.trend_windows), the 2 x trend_candidates movies with the steepest least-squares slope of their normalized daily mean, ranked from running sums (ts_trend_sums). Called by hand: every sum recomputed (do so after changing trend_candidates). Within refresh_rollups: a window moved to a new day subtracts the day that left it, movies whose daily buckets changed are recomputed, a metric whose normalization changed is recomputed whole. Returns the candidate rows written.';
+
+-- The running sums are written by whoever refreshes the rollups. (These grants belong with the
+-- others in 900-grants.sql; they sit here until that file is next edited.)
+GRANT SELECT, INSERT, UPDATE, DELETE ON reelscore.ts_trend_sums, reelscore.ts_trend_windows TO reelscore_write;
+GRANT EXECUTE ON FUNCTION reelscore.ols_slope_from_sums(integer, integer, bigint, bigint, numeric, numeric)
+  TO reelscore_write;
 
 -- Refresh: recompute the buckets of a window (default: the configured refresh_window back
 -- from now, from the start of that day) and merge them (merge_rollup: only changed buckets
@@ -415,15 +535,18 @@ BEGIN
   GET DIAGNOSTICS v_d = ROW_COUNT;
   v_changed := reelscore.merge_rollup('ts_rollup_daily', v_ids, v_from, v_to);
 
-  -- Stage 1 of trending(): recomputed when a daily bucket changed or a window moved to a
-  -- new day (a re-roll of unchanged days leaves the candidates as they are).
+  -- Stage 1 of trending(): brought up to date when a daily bucket changed or a window moved
+  -- to a new day (a re-roll of unchanged days leaves the candidates as they are). The changed
+  -- pairs are consumed here: a later call by hand in this transaction is a full pass.
   IF v_changed > 0 OR EXISTS (
-       SELECT 1 FROM unnest(v_s.trend_windows) w
-       WHERE NOT EXISTS (SELECT 1 FROM reelscore.ts_trend_candidates c
-                         WHERE c.window_days = w
-                           AND c.window_from = reelscore.ts_bucket('1 day', now() - make_interval(days => w)))) THEN
+       SELECT 1 FROM unnest(v_s.trend_windows) w CROSS JOIN reelscore.metric_definitions d
+       WHERE w >= 1
+         AND NOT EXISTS (SELECT 1 FROM reelscore.ts_trend_windows t
+                         WHERE t.metric_id = d.id AND t.window_days = w
+                           AND t.window_from = reelscore.ts_bucket('1 day', now() - make_interval(days => w)))) THEN
     PERFORM reelscore.refresh_trend_candidates();
   END IF;
+  DROP TABLE IF EXISTS pg_temp.rs_rollup_changed;
 
   UPDATE reelscore.ts_settings s
   SET refreshed_from = v_from,

@@ -8,6 +8,10 @@ subtracts the day that left the window and a changed movie is recomputed alone;
 refresh_trend_candidates() (sql/600-timeseries.sql) maintains both tables, and fills them
 on its first run.
 
+Both tables are UNLOGGED: they are derived from ts_rollup_daily, the daily move rewrites
+every row (its WAL, full-page images after a checkpoint, doubled the cost of the update), and
+after a crash both come back empty together, so the next refresh makes a full pass.
+
 y (the normalized daily mean) is summed as numeric: sums of numeric are exact, so sums
 kept by subtracting and adding equal sums computed afresh, and so do the slopes and the
 stored candidates.
@@ -25,7 +29,7 @@ depends_on = None
 
 def upgrade() -> None:
     run_sql(r"""
-    CREATE TABLE reelscore.ts_trend_sums (
+    CREATE UNLOGGED TABLE reelscore.ts_trend_sums (
       metric_id   smallint NOT NULL,
       window_days integer NOT NULL,
       movie_id    bigint NOT NULL,
@@ -38,12 +42,12 @@ def upgrade() -> None:
       sum_xy      numeric NOT NULL,
       slope       double precision,   -- least-squares slope per day, from the sums; NULL under 2 distinct days
       PRIMARY KEY (metric_id, window_days, movie_id)
-    ) WITH (fillfactor = 75);         -- room on the page: the daily move updates most rows in place (HOT)
+    ) WITH (fillfactor = 50);         -- room on the page: the daily move updates every row in place (HOT)
     COMMENT ON TABLE reelscore.ts_trend_sums IS
       'Running least-squares sums of each movie''s normalized daily mean per metric and trend window (ts_trend_windows says which days they cover); stage 1 of trending() ranks by their slope';
 
     -- Which window each metric's sums cover, and when they were last made whole.
-    CREATE TABLE reelscore.ts_trend_windows (
+    CREATE UNLOGGED TABLE reelscore.ts_trend_windows (
       metric_id   smallint NOT NULL,
       window_days integer NOT NULL,
       window_from timestamptz NOT NULL,   -- the sums hold the daily rows from this day on

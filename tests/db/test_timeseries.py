@@ -49,10 +49,10 @@ def _clear(conn):
 
 
 def _insert(conn, points):
-    with conn.cursor() as cur:
-        with cur.copy("copy reelscore.metric_timeseries (metric_id, movie_id, time, value) from stdin") as cp:
-            for p in points:
-                cp.write_row(p)
+    with conn.cursor() as cur, cur.copy("copy reelscore.metric_timeseries (metric_id, movie_id, time, value) "
+                                        "from stdin") as cp:
+        for p in points:
+            cp.write_row(p)
 
 
 def _check(conn, table, expected):
@@ -415,3 +415,70 @@ def test_append_points_normalizes_and_rejects_unknown_metrics(db_url):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="JSON object"):
             c.execute("SELECT reelscore.append_points('pts', '[1]')")
         c.rollback()
+
+
+def _sums(conn):
+    return conn.execute("""select metric_id, window_days, movie_id, days, n, n_nonfinite, sum_x, sum_xx, sum_y, sum_xy,
+                                  slope from reelscore.ts_trend_sums order by 1, 2, 3""").fetchall()
+
+
+def _candidates(conn):
+    return conn.execute("""select metric_id, window_days, movie_id, ols_slope, days, window_from
+                           from reelscore.ts_trend_candidates order by 1, 2, 3""").fetchall()
+
+
+def _sums_writes(conn):
+    return conn.execute("""select n_tup_ins, n_tup_upd, n_tup_del from pg_stat_xact_user_tables
+                           where relid = 'reelscore.ts_trend_sums'::regclass""").fetchone()
+
+
+def test_trend_window_move_subtracts_the_day_that_left(conn, synth):
+    """The first refresh of a day moves every window one day on: the running sums lose the
+    day that left the window (and changed movies are recomputed), and sums, candidates and
+    trending() are then exactly what a from-scratch pass gives, and the candidates rank as
+    numpy ranks. Yesterday's state is made by a full pass over windows one day longer (today's
+    8- and 31-day windows start where yesterday's 7- and 30-day ones did), relabelled."""
+    day = _day(datetime.now(UTC))
+    with conn.transaction(force_rollback=True):
+        conn.execute("update reelscore.ts_settings set trend_candidates = 10, trend_windows = '{8,31}'")
+        conn.execute("select reelscore.refresh_trend_candidates()")
+        for t in ("ts_trend_sums", "ts_trend_windows", "ts_trend_candidates"):
+            conn.execute(f"delete from reelscore.{t} where window_days not in (8, 31)")
+            conn.execute(f"update reelscore.{t} set window_days = window_days - 1")
+        conn.execute("update reelscore.ts_settings set trend_windows = '{7,30}'")
+        froms = dict(conn.execute("select window_days, min(window_from) from reelscore.ts_trend_windows "
+                                  "group by 1").fetchall())
+        assert froms == {7: day - timedelta(days=8), 30: day - timedelta(days=31)}
+        # the day leaving the 30-day window holds points of every synthetic movie
+        assert conn.execute("select count(distinct movie_id) from reelscore.ts_rollup_daily where metric_id = 27 "
+                            "and bucket = %s", (day - timedelta(days=31),)).fetchone()[0] == len(synth.movie_ids)
+        stale = _sums(conn)
+        # and a new point in today's window for one flat movie: the move and a changed pair at once
+        mover = next(m for m in synth.movie_ids if m not in synth.risers)
+        conn.execute("""insert into reelscore.metric_timeseries (time, movie_id, metric_id, value)
+                        values (now() - interval '1 minute', %s, 27, 900)""", (mover,))
+        before = _sums_writes(conn)
+        conn.execute("select * from reelscore.refresh_rollups()")
+        ins, upd, _ = (a - b for a, b in zip(_sums_writes(conn), before))
+        assert ins <= 2   # incremental: no full pass (it inserts every movie's sums)
+        froms = dict(conn.execute("select window_days, min(window_from) from reelscore.ts_trend_windows "
+                                  "group by 1").fetchall())
+        assert froms == {7: day - timedelta(days=7), 30: day - timedelta(days=30)}
+        moved, moved_cands = _sums(conn), _candidates(conn)
+        assert moved != stale
+        trend = [conn.execute(f"select * from reelscore.trending('{code}', '{w} days', 5, p_candidates => 10)"
+                              ).fetchall() for code in ("tmdb_popularity", "tmdb_vote_count") for w in (7, 30)]
+
+        conn.execute("select reelscore.refresh_trend_candidates()")   # from scratch
+        assert _sums(conn) == moved   # exact: numeric sums and the slopes made from them
+        assert _candidates(conn) == moved_cands
+        assert trend == [conn.execute(f"select * from reelscore.trending('{code}', '{w} days', 5, p_candidates => 10)"
+                                      ).fetchall() for code in ("tmdb_popularity", "tmdb_vote_count") for w in (7, 30)]
+        assert {r[0] for r in trend[1]} <= set(synth.risers) | {mover}
+        # and the stored ranking is numpy's least-squares ranking over today's windows
+        for w in (7, 30):
+            got = _stored_top(conn, "tmdb_popularity", w, 20)
+            expected = _ols_top(conn, "tmdb_popularity", w, 20)
+            assert [m for m, _ in got] == [m for m, _ in expected]
+            assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-9)
+        assert upd >= 2 * len(synth.movie_ids)   # every movie lost a day in each window, in place
