@@ -455,12 +455,6 @@ $$;
 COMMENT ON FUNCTION reelscore.refresh_trend_candidates() IS
   'Stage 1 of trending(): per metric and configured window (ts_settings.trend_windows), the 2 x trend_candidates movies with the steepest least-squares slope of their normalized daily mean, ranked from running sums (ts_trend_sums). Called by hand: every sum recomputed (do so after changing trend_candidates). Within refresh_rollups: a window moved to a new day subtracts the day that left it, movies whose daily buckets changed are recomputed, a metric whose normalization changed is recomputed whole. Returns the candidate rows written.';
 
--- The running sums are written by whoever refreshes the rollups. (These grants belong with the
--- others in 900-grants.sql; they sit here until that file is next edited.)
-GRANT SELECT, INSERT, UPDATE, DELETE ON reelscore.ts_trend_sums, reelscore.ts_trend_windows TO reelscore_write;
-GRANT EXECUTE ON FUNCTION reelscore.ols_slope_from_sums(integer, integer, bigint, bigint, numeric, numeric)
-  TO reelscore_write;
-
 -- Refresh: recompute the buckets of a window (default: the configured refresh_window back
 -- from now, from the start of that day) and merge them (merge_rollup: only changed buckets
 -- are written). Readers keep seeing the old rows until commit (MVCC); writers of

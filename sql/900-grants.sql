@@ -211,6 +211,10 @@ GRANT EXECUTE ON FUNCTION reelscore.ts_bucket(interval, timestamptz), reelscore.
 GRANT INSERT, UPDATE, DELETE ON reelscore.ts_rollup_hourly, reelscore.ts_rollup_daily, reelscore.ts_trend_candidates
   TO reelscore_write;
 GRANT UPDATE ON reelscore.ts_settings TO reelscore_write;
+-- the trend candidates' running sums are written by whoever refreshes the rollups
+GRANT SELECT, INSERT, UPDATE, DELETE ON reelscore.ts_trend_sums, reelscore.ts_trend_windows TO reelscore_write;
+GRANT EXECUTE ON FUNCTION reelscore.ols_slope_from_sums(integer, integer, bigint, bigint, numeric, numeric)
+  TO reelscore_write;
 GRANT EXECUTE ON FUNCTION reelscore.append_points(regclass, jsonb), reelscore.refresh_rollups(timestamptz, timestamptz),
   reelscore.merge_rollup(text, smallint[], timestamptz, timestamptz), reelscore.refresh_trend_candidates()
   TO reelscore_write;
