@@ -146,6 +146,16 @@ BEGIN
       SELECT x.metric_id, x.bucket, x.movie_id, x.n, x.sum_value, x.sumsq_value, x.min_value, x.max_value,
              x.last_value, x.last_time
       FROM pg_temp.rs_rollup_new x
+      -- Buckets the table already holds unchanged are left out before the upsert: ON CONFLICT
+      -- locks every row it finds, even one it then leaves alone (a WAL record each), which
+      -- made an unchanged day of 200k buckets cost 2.2 s; this read-only test costs a fraction.
+      WHERE NOT EXISTS (
+        SELECT 1 FROM reelscore.%1$I o
+        WHERE o.metric_id = ANY ($1) AND o.bucket >= $2 AND o.bucket < $3   -- the window: a small hash side
+          AND o.metric_id = x.metric_id AND o.bucket = x.bucket AND o.movie_id = x.movie_id
+          AND (o.n, o.sum_value, o.sumsq_value, o.min_value, o.max_value, o.last_value, o.last_time)
+              IS NOT DISTINCT FROM (x.n, x.sum_value, x.sumsq_value, x.min_value, x.max_value, x.last_value,
+                                    x.last_time))
       ORDER BY x.metric_id, x.bucket, x.movie_id
       ON CONFLICT (metric_id, bucket, movie_id) DO UPDATE SET
         n = excluded.n, sum_value = excluded.sum_value, sumsq_value = excluded.sumsq_value,
@@ -157,7 +167,7 @@ BEGIN
       RETURNING r.metric_id, r.movie_id
     )
     %2$s
-  $q$, p_table, v_sink);
+  $q$, p_table, v_sink) USING p_ids, p_from, p_to;
   GET DIAGNOSTICS v_n = ROW_COUNT;
   EXECUTE format($q$
     WITH merged AS (
