@@ -448,6 +448,7 @@ def timeseries(b: Bench, p: Plan) -> None:
         b.conn.execute(f"DELETE FROM reelscore.metric_timeseries WHERE metadata @> '{{\"bench\": true}}' "
                        f"AND time >= {day_from} AND time < {day_to}")
         b.conn.execute(roll).fetchall()
+        _ts_window_move(b, p, g, roll, day_points)
 
     naive_sql = """
       SELECT movie_id, regr_slope(value, extract(epoch FROM time)) AS slope
@@ -467,6 +468,35 @@ def timeseries(b: Bench, p: Plan) -> None:
               p.calls, p.warm, baseline="trending('tmdb_popularity', 30 days, 10)",
               note="p_from_raw = true: the same trend from raw points instead of the daily rollup",
               plan_sql=(raw_sql, None))
+
+
+def _ts_window_move(b: Bench, p: Plan, g: str, roll: str, day_points: int) -> None:
+    """The first refresh of a day, when the trend windows move: yesterday's state is made by
+    computing the sums of 8- and 31-day windows (today they start where yesterday's 7- and
+    30-day windows did) and relabelling them 7 and 30; only the refresh that follows is timed,
+    and everything is rolled back."""
+    if not b.has_function("ols_slope_from_sums"):
+        b.unavailable(g, "refresh_rollups(one day) when the windows move", "throughput",
+                      "no running trend sums (reelscore.ols_slope_from_sums) yet")
+        return
+    samples = []
+    for _ in range(1 if p.smoke else 2):
+        with b.conn.transaction(force_rollback=True):
+            windows = b.scalar("SELECT trend_windows FROM reelscore.ts_settings")
+            b.conn.execute("UPDATE reelscore.ts_settings SET trend_windows = %s",
+                           ([w + 1 for w in windows],))
+            b.conn.execute("SELECT reelscore.refresh_trend_candidates()")
+            for t in ("ts_trend_sums", "ts_trend_windows", "ts_trend_candidates"):
+                b.conn.execute(f"UPDATE reelscore.{t} SET window_days = window_days - 1")
+            b.conn.execute("UPDATE reelscore.ts_settings SET trend_windows = %s", (windows,))
+            t0 = time.monotonic()
+            b.conn.execute(roll).fetchall()
+            samples.append(time.monotonic() - t0)
+    b.add(Row(g, "refresh_rollups(one day) when the windows move", "throughput", samples=samples,
+              work=day_points, baseline="refresh_rollups(one day)",
+              note="the day's first refresh: each window loses its oldest day (subtracted from the running "
+                   "sums) and gains yesterday; yesterday's state simulated (sums of windows one day longer, "
+                   "relabelled; every sums row then carries one update), only the refresh timed, rolled back"))
 
 
 def _ts_ingest(b: Bench, p: Plan, g: str, movies: int) -> None:
