@@ -483,10 +483,11 @@ def _ts_window_move(b: Bench, p: Plan, g: str, roll: str, day_points: int) -> No
     for _ in range(1 if p.smoke else 2):
         with b.conn.transaction(force_rollback=True):
             windows = b.scalar("SELECT trend_windows FROM reelscore.ts_settings")
-            b.conn.execute("UPDATE reelscore.ts_settings SET trend_windows = %s",
-                           ([w + 1 for w in windows],))
+            longer = [w + 1 for w in windows]
+            b.conn.execute("UPDATE reelscore.ts_settings SET trend_windows = %s", (longer,))
             b.conn.execute("SELECT reelscore.refresh_trend_candidates()")
             for t in ("ts_trend_sums", "ts_trend_windows", "ts_trend_candidates"):
+                b.conn.execute(f"DELETE FROM reelscore.{t} WHERE window_days <> ALL (%s)", (longer,))
                 b.conn.execute(f"UPDATE reelscore.{t} SET window_days = window_days - 1")
             b.conn.execute("UPDATE reelscore.ts_settings SET trend_windows = %s", (windows,))
             t0 = time.monotonic()
