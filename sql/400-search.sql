@@ -426,9 +426,8 @@ CREATE OR REPLACE FUNCTION reelscore.search_required_conditions(p_tree jsonb) RE
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
 AS $$
   SELECT coalesce(jsonb_agg(a ORDER BY (a ->> 'i')::integer), '[]')
-  FROM jsonb_path_query(p_tree, 'strict $.**') AS a
-  WHERE jsonb_typeof(a) = 'object' AND a ? 'kind'
-    AND NOT EXISTS (SELECT 1 FROM jsonb_path_query(p_tree, 'strict $.**') AS o
+  FROM jsonb_array_elements(reelscore.search_conditions(p_tree)) AS a
+  WHERE NOT EXISTS (SELECT 1 FROM jsonb_path_query(p_tree, 'strict $.**') AS o
                     WHERE jsonb_typeof(o) = 'object' AND o ->> 'op' = 'or'
                       AND jsonb_path_exists(o, 'strict $.**.i ? (@ == $i)', jsonb_build_object('i', a -> 'i')))
 $$;
