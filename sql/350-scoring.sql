@@ -210,8 +210,8 @@ BEGIN
     DELETE FROM reelscore.similarity_vectors v WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = v.movie_id);
   ELSE
     -- Movies of the list that no longer exist (usually none: the delete trigger on movies
-    -- already removed their rows). Checked first, because movie_scores' key leads with
-    -- profile_id: a delete by movie_id alone scans every partition (85 ms at 1M movies).
+    -- already removed their rows). Checked first: a delete from movie_scores probes every
+    -- profile's partition.
     v_gone := ARRAY(SELECT u.id FROM unnest(p_movie_ids) u(id)
                     WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = u.id));
     IF cardinality(v_gone) > 0 THEN
@@ -640,8 +640,29 @@ COMMENT ON FUNCTION reelscore.top_n(float8[], jsonb, jsonb, float8, integer, int
 -- ---------------------------------------------------------------------------------------
 -- Precomputed scores
 -- ---------------------------------------------------------------------------------------
+-- A score partition gets the privileges of movie_scores: rescore_movies writes into the
+-- partitions directly (their key is not the parent's), as the loader's role.
+CREATE OR REPLACE FUNCTION reelscore.grant_partition_like_parent(p_partition regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  g record;
+BEGIN
+  FOR g IN SELECT a.grantee::regrole::text AS grantee, string_agg(a.privilege_type, ', ') AS privileges
+           FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+           WHERE c.oid = 'reelscore.movie_scores'::regclass AND a.grantee <> c.relowner AND a.grantee <> 0
+           GROUP BY a.grantee LOOP
+    EXECUTE format('GRANT %s ON %s TO %I', g.privileges, p_partition, g.grantee);
+  END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION reelscore.grant_partition_like_parent(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION reelscore.grant_partition_like_parent(regclass) IS
+  'Grant a movie_scores partition the privileges movie_scores has (rescore_movies writes into partitions directly).';
+
 -- Full rescore of one profile: build its partition anew and swap it in (build-and-swap, so
--- readers see the old scores until the commit). SECURITY DEFINER: it creates, attaches and
+-- readers see the old scores until the commit). Partitions are unlogged and indexed each on
+-- their own: PRIMARY KEY (movie_id) and _top (score DESC NULLS LAST, movie_id). SECURITY DEFINER: it creates, attaches and
 -- drops partitions, which the admin role cannot do itself; it takes only a profile id.
 CREATE OR REPLACE FUNCTION reelscore.rescore_profile_id(p_profile_id bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -672,15 +693,17 @@ BEGIN
   IF to_regclass(format('reelscore.%I', v_new)) IS NOT NULL THEN
     EXECUTE format('DROP TABLE reelscore.%I', v_new);
   END IF;
-  EXECUTE format('CREATE TABLE reelscore.%I (LIKE reelscore.movie_scores INCLUDING DEFAULTS)', v_new);
+  -- unlogged: scores are derived data, rebuilt by the next refresh after a crash (migration 0018)
+  EXECUTE format('CREATE UNLOGGED TABLE reelscore.%I (LIKE reelscore.movie_scores INCLUDING DEFAULTS)', v_new);
   EXECUTE format(
     'INSERT INTO reelscore.%I (profile_id, movie_id, score, confidence, profile_version, definitions_version, computed_at) '
     'SELECT %s, x.movie_id, x.score, x.confidence, %s, %s, now() FROM (%s) x',
     v_new, p_profile_id, a.version, v_defs, reelscore.score_sql(a.category_weights, a.metric_weights, a.config));
   GET DIAGNOSTICS v_n = ROW_COUNT;
   EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I CHECK (profile_id = %s)', v_new, v_new || '_check', p_profile_id);
-  EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (profile_id, movie_id)', v_new, v_new || '_pkey');
-  EXECUTE format('CREATE INDEX %I ON reelscore.%I (profile_id, score DESC NULLS LAST, movie_id)', v_new || '_top', v_new);
+  -- the partition's own indexes, without the constant profile_id: narrower, cheaper to build
+  EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (movie_id)', v_new, v_new || '_pkey');
+  EXECUTE format('CREATE INDEX %I ON reelscore.%I (score DESC NULLS LAST, movie_id)', v_new || '_top', v_new);
   IF to_regclass(format('reelscore.%I', v_part)) IS NOT NULL THEN
     EXECUTE format('ALTER TABLE reelscore.movie_scores DETACH PARTITION reelscore.%I', v_part);
     EXECUTE format('DROP TABLE reelscore.%I', v_part);
@@ -689,6 +712,7 @@ BEGIN
   EXECUTE format('ALTER TABLE reelscore.%I RENAME CONSTRAINT %I TO %I', v_part, v_new || '_pkey', v_part || '_pkey');
   EXECUTE format('ALTER TABLE reelscore.%I RENAME CONSTRAINT %I TO %I', v_part, v_new || '_check', v_part || '_check');
   EXECUTE format('ALTER INDEX reelscore.%I RENAME TO %I', v_new || '_top', v_part || '_top');
+  PERFORM reelscore.grant_partition_like_parent(format('reelscore.%I', v_part)::regclass);
   -- statistics now: a fresh table without them can make the planner sort instead of using _top
   EXECUTE format('ANALYZE reelscore.%I', v_part);
   EXECUTE format('ALTER TABLE reelscore.movie_scores ATTACH PARTITION reelscore.%I FOR VALUES IN (%s)', v_part, p_profile_id);
@@ -724,12 +748,13 @@ BEGIN
   FOR r IN SELECT s.profile_id FROM reelscore.profile_score_state s
            JOIN reelscore.weight_profiles p ON p.id = s.profile_id LOOP
     SELECT * INTO a FROM reelscore.profile_weights_args(r.profile_id);
+    -- into the profile's partition: its key is (movie_id), the parent has none
     EXECUTE format(
-      'INSERT INTO reelscore.movie_scores AS s (profile_id, movie_id, score, confidence, profile_version, definitions_version, computed_at) '
+      'INSERT INTO reelscore.%I AS s (profile_id, movie_id, score, confidence, profile_version, definitions_version, computed_at) '
       'SELECT %s, x.movie_id, x.score, x.confidence, %s, %s, now() FROM (%s) x '
-      'ON CONFLICT (profile_id, movie_id) DO UPDATE SET score = excluded.score, confidence = excluded.confidence, '
+      'ON CONFLICT (movie_id) DO UPDATE SET score = excluded.score, confidence = excluded.confidence, '
       'profile_version = excluded.profile_version, definitions_version = excluded.definitions_version, computed_at = excluded.computed_at',
-      r.profile_id, a.version, v_defs,
+      format('movie_scores_p%s', r.profile_id), r.profile_id, a.version, v_defs,
       reelscore.score_sql(a.category_weights, a.metric_weights, a.config, 'f.movie_id = ANY ($1)'))
     USING p_movie_ids;
     GET DIAGNOSTICS v_k = ROW_COUNT;
@@ -907,15 +932,17 @@ BEGIN
   IF v_id IS NULL THEN
     PERFORM reelscore.profile_id(v_name);
   END IF;
-  RETURN QUERY
-  SELECT s.score, s.confidence, v_name, s.profile_version, s.definitions_version, s.computed_at, 'precomputed'::text
-  FROM reelscore.movie_scores s
-  WHERE s.profile_id = v_id AND s.movie_id = movie_score_detail.movie_id
-    AND s.profile_version = v_ver AND s.definitions_version = reelscore.definitions_version()
-    AND NOT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id AND f.stale)
-    AND reelscore.features_current();
-  IF FOUND THEN
-    RETURN;
+  IF NOT pg_is_in_recovery() THEN  -- unlogged precomputed scores: none on a standby
+    RETURN QUERY
+    SELECT s.score, s.confidence, v_name, s.profile_version, s.definitions_version, s.computed_at, 'precomputed'::text
+    FROM reelscore.movie_scores s
+    WHERE s.profile_id = v_id AND s.movie_id = movie_score_detail.movie_id
+      AND s.profile_version = v_ver AND s.definitions_version = reelscore.definitions_version()
+      AND NOT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id AND f.stale)
+      AND reelscore.features_current();
+    IF FOUND THEN
+      RETURN;
+    END IF;
   END IF;
   PERFORM reelscore.check_movie(movie_score_detail.movie_id);
   SELECT * INTO a FROM reelscore.profile_weights_args(v_id);
@@ -935,7 +962,8 @@ AS $$
 DECLARE
   v_score float8;
 BEGIN
-  IF p_user_id IS NULL THEN
+  -- (precomputed scores are unlogged: a standby has none, it computes fresh)
+  IF p_user_id IS NULL AND NOT pg_is_in_recovery() THEN
     -- the precomputed score, when it is current: one query
     SELECT s.score INTO v_score
     FROM reelscore.weight_profiles p
@@ -990,7 +1018,9 @@ BEGIN
   END IF;
   SELECT p.current_version, coalesce((p.config ->> 'min_confidence')::float8, 0) INTO v_ver, v_min
   FROM reelscore.weight_profiles p WHERE p.id = v_id;
-  IF EXISTS (SELECT 1 FROM reelscore.profile_score_state s WHERE s.profile_id = v_id) THEN
+  -- precomputed scores are unlogged: after a crash (until the next refresh) and on a standby
+  -- there are none, and the top is computed now
+  IF NOT pg_is_in_recovery() AND EXISTS (SELECT 1 FROM reelscore.profile_score_state s WHERE s.profile_id = v_id) THEN
     RETURN QUERY
     SELECT s.movie_id, m.title, s.score, s.confidence, s.profile_version, s.computed_at,
            (s.profile_version <> v_ver OR s.definitions_version <> v_defs)

@@ -121,6 +121,8 @@ GRANT EXECUTE ON FUNCTION
   TO reelscore_read;
 -- Loading values rescores the touched movies in the loader's transaction (triggers run as the loader).
 GRANT INSERT, UPDATE, DELETE ON reelscore.movie_features, reelscore.movie_scores TO reelscore_write;
+SELECT reelscore.grant_partition_like_parent(i.inhrelid::regclass)
+FROM pg_inherits i WHERE i.inhparent = 'reelscore.movie_scores'::regclass;
 -- deleting a movie (or its last values) removes its similarity vector in the same transaction
 GRANT DELETE ON reelscore.similarity_vectors TO reelscore_write;
 GRANT UPDATE ON reelscore.scoring_state TO reelscore_write;

@@ -174,7 +174,20 @@ def test_kill_during_refresh_then_refresh_again_matches_fresh_scores(crash_clust
     crash_cluster.kill()
     t.join(60)
     crash_cluster.cluster("start")
+    # precomputed scores are unlogged: the crash emptied them and the state saying they exist,
+    # together; until the next refresh the readers compute fresh and every profile is due
+    assert _query(url, "select count(*) from reelscore.movie_scores")[0][0] == 0
+    assert _query(url, "select count(*) from reelscore.profile_score_state")[0][0] == 0
+    assert all(due for (due,) in _query(url, "select needs_full_rescore from reelscore.score_staleness "
+                                             "where active"))
+    fresh_top = _query(url, "select movie_id, score from reelscore.top_movies('balanced', 20)")
+    assert len(fresh_top) == 20
+    movie_id = fresh_top[0][0]
+    assert _query(url, "select source from reelscore.movie_score_detail(%s, 'balanced')", (movie_id,))[0][0] == "fresh"
     _query(url, "select reelscore.refresh_scores(null)")
+    assert _query(url, "select movie_id, score from reelscore.top_movies('balanced', 20)") == fresh_top
+    assert _query(url, "select source from reelscore.movie_score_detail(%s, 'balanced')", (movie_id,))[0][0] == \
+        "precomputed"
     # precomputed scores equal scores computed fresh from raw values, for a sample of movies
     rows = _query(url, """select s.movie_id, s.score, x.score
         from reelscore.movie_scores s join reelscore.weight_profiles p on p.id = s.profile_id
