@@ -667,6 +667,9 @@ COMMENT ON FUNCTION reelscore.grant_partition_like_parent(regclass) IS
 CREATE OR REPLACE FUNCTION reelscore.rescore_profile_id(p_profile_id bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off
+-- the score pass hands every row to the leader: at the default cost of a row through a Gather
+-- (0.1) the planner keeps it serial, though two workers compute it in about half the time
+SET parallel_tuple_cost = 0.001
 AS $$
 DECLARE
   a record;
@@ -693,14 +696,23 @@ BEGIN
   IF to_regclass(format('reelscore.%I', v_new)) IS NOT NULL THEN
     EXECUTE format('DROP TABLE reelscore.%I', v_new);
   END IF;
-  -- unlogged: scores are derived data, rebuilt by the next refresh after a crash (migration 0018)
-  EXECUTE format('CREATE UNLOGGED TABLE reelscore.%I (LIKE reelscore.movie_scores INCLUDING DEFAULTS)', v_new);
+  -- Unlogged: scores are derived data, rebuilt by the next refresh after a crash (migration
+  -- 0018). CREATE TABLE AS rather than INSERT: its query may run in parallel (an INSERT's may
+  -- not), and the score pass is unfenced for that. Its columns are movie_scores' (ATTACH
+  -- checks them); the NOT NULLs, the default and the CHECK that spares ATTACH its scan are
+  -- added by one ALTER, one pass over the rows.
   EXECUTE format(
-    'INSERT INTO reelscore.%I (profile_id, movie_id, score, confidence, profile_version, definitions_version, computed_at) '
-    'SELECT %s, x.movie_id, x.score, x.confidence, %s, %s, now() FROM (%s) x',
-    v_new, p_profile_id, a.version, v_defs, reelscore.score_sql(a.category_weights, a.metric_weights, a.config));
+    'CREATE UNLOGGED TABLE reelscore.%I AS '
+    'SELECT %s::bigint AS profile_id, x.movie_id, x.score, x.confidence, %s::integer AS profile_version, '
+    '%s::bigint AS definitions_version, now() AS computed_at FROM (%s) x',
+    v_new, p_profile_id, a.version, v_defs,
+    reelscore.score_sql(a.category_weights, a.metric_weights, a.config, 'true', false));
   GET DIAGNOSTICS v_n = ROW_COUNT;
-  EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I CHECK (profile_id = %s)', v_new, v_new || '_check', p_profile_id);
+  EXECUTE format(
+    'ALTER TABLE reelscore.%I ALTER profile_id SET NOT NULL, ALTER movie_id SET NOT NULL, '
+    'ALTER confidence SET NOT NULL, ALTER profile_version SET NOT NULL, ALTER definitions_version SET NOT NULL, '
+    'ALTER computed_at SET NOT NULL, ALTER computed_at SET DEFAULT now(), ADD CONSTRAINT %I CHECK (profile_id = %s)',
+    v_new, v_new || '_check', p_profile_id);
   -- the partition's own indexes, without the constant profile_id: narrower, cheaper to build
   EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (movie_id)', v_new, v_new || '_pkey');
   EXECUTE format('CREATE INDEX %I ON reelscore.%I (score DESC NULLS LAST, movie_id)', v_new || '_top', v_new);
