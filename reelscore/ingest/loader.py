@@ -155,8 +155,8 @@ def file_rows(stream, fmt: str, *, layout: str = "auto", known_codes: Iterable[s
         pending.append(first)
 
     if (fmt == "csv" and lay.kind == "long" and lay.movie_key == "id" and default_observed_at is None
-            and (lay.header is None or lay.header[:3] == ["movie_id", "metric_code", "raw_value"])
-            and (lay.header is None or len(lay.header) == 3)):
+            and (lay.header is None or lay.header in (["movie_id", "metric_code", "raw_value"],
+                                                      ["movie_id", "metric_code", "raw_value", "observed_at"]))):
         # the plain long layout: the fast path (general parser for any line it does not take)
         from reelscore.ingest.parsing import fast_long_csv
         fast = fast_long_csv(stream, lay, parser, first_line_no=line_no)

@@ -329,15 +329,19 @@ _NEEDS_CARE = re.compile(r'[\\\t\r"\x00]')   # escapes, quotes, NUL: the general
 
 
 def fast_long_csv(stream: BinaryIO, layout: Layout, parser: CsvRows, first_line_no: int = 0) -> Iterator[str]:
-    """The hot path of the bulk loader: long CSV lines `movie,metric,value[,observed_at[,source]]`
+    """The hot path of the bulk loader: long CSV lines `movie,metric,value[,observed_at]`
     with plain ASCII fields and a numeric movie id become COPY lines without the general
     parser's per-field work; any line that is not that simple goes through `parser.rows`,
-    which gives the same rows (the unit tests compare both)."""
+    which gives the same rows (the unit tests compare both). The observation time goes
+    through the general parser's TimestampParser (it caches repeated times); a time it
+    refuses sends the line to the general path, which names the problem."""
     id_i = parser.index[layout.id_column]
     code_i, val_i = parser.index["metric_code"], parser.index["raw_value"]
-    width = parser.width or 0
+    obs_i = parser.index.get("observed_at")
+    # a headerless file may carry the observation time or not, line by line
+    widths = (parser.width,) if parser.width else (3, 4)
     by_id = layout.movie_key == "id"
-    fields_max = width if width else 3
+    ts = parser.ts
     line_no = first_line_no
     for raw in stream:
         line_no += 1
@@ -348,15 +352,18 @@ def fast_long_csv(stream: BinaryIO, layout: Layout, parser: CsvRows, first_line_
             yield copy_row(line_no, raw_text=printable, problem=reason)
             continue
         f = text.split(",")
-        if (len(f) == fields_max and text.isascii() and not _NEEDS_CARE.search(text)):
+        if len(f) in widths and text.isascii() and not _NEEDS_CARE.search(text):
             mid, val = f[id_i], f[val_i]
             if by_id and mid.isdigit() and len(mid) < 19 and "_" not in val:
                 try:
                     v = float(val)
                 except ValueError:
                     v = None
-                if v is not None and not math.isnan(v) and abs(v) < 1e300 and (v == 0 or abs(v) > 1e-300):
-                    yield f"{line_no}\t{mid}\t\\N\t{f[code_i].strip()}\t{val.strip()}\t\\N\t\\N\t{text}\t\\N\n"
+                observed, problem = ts(f[obs_i]) if len(f) > 3 else (None, None)
+                if (v is not None and not math.isnan(v) and abs(v) < 1e300 and (v == 0 or abs(v) > 1e-300)
+                        and problem is None):
+                    obs = observed or "\\N"
+                    yield f"{line_no}\t{mid}\t\\N\t{f[code_i].strip()}\t{val.strip()}\t{obs}\t\\N\t{text}\t\\N\n"
                     continue
         if text.strip():
             yield from parser.rows(line_no, text)

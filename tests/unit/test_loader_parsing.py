@@ -230,3 +230,44 @@ def test_fast_path_gives_the_same_rows_as_the_general_parser():
         assert (a["raw_value"] is None) == (b["raw_value"] is None)
         if a["raw_value"] is not None and a["raw_value"] not in ("NaN", "Infinity", "-Infinity"):
             assert float(a["raw_value"]) == float(b["raw_value"])
+
+
+@pytest.mark.parametrize("header", [["movie_id", "metric_code", "raw_value", "observed_at"], None])
+def test_fast_path_with_observation_times_gives_the_same_rows_as_the_general_parser(header):
+    """The four-column long file (movie, metric, value, observed_at: what `COPY ... TO csv`
+    of metric_values gives) takes the fast path; bad or odd times fall to the general one."""
+    from reelscore.ingest.parsing import CsvRows, Layout
+    lines = ["1,imdb_rating,7.5,2026-05-21 19:16:25+00", "2,imdb_rating,8,2026-05-21 19:16:25+00",
+             "3,imdb_rating,6,2026-05-21T19:16:25.5", "4,imdb_rating,6,2026-05-21", "5,imdb_rating,6,",
+             "6,imdb_rating,6,yesterday", "7,imdb_rating,6,2026-13-01 00:00:00+00", "8,imdb_rating,nan,2026-05-21",
+             "9,imdb_rating,6, 2026-05-21 10:00:00+02:00 ", "10,imdb_rating,6", "11,imdb_rating,6,2026-05-21,src"]
+    head = ",".join(header) + "\n" if header else ""
+    data = (head + "\n".join(lines) + "\n").encode()
+    taken = []
+    real_rows = CsvRows.rows
+
+    def spy(self, n, text):
+        taken.append(n)
+        return real_rows(self, n, text)
+
+    CsvRows.rows = spy
+    try:
+        fast = rows_of(data)
+    finally:
+        CsvRows.rows = real_rows
+    general_parser = CsvRows(Layout("long", "id", "movie_id", header=header))
+    general = []
+    first = 2 if header else 1
+    for n, line in enumerate(lines, first):
+        general += [decode_copy_line(r) for r in general_parser.rows(n, line)]
+    assert len(fast) == len(general)
+    for a, b in zip(fast, general):
+        assert {k: v for k, v in a.items() if k != "raw_value"} == {k: v for k, v in b.items() if k != "raw_value"}
+        assert (a["raw_value"] is None) == (b["raw_value"] is None)
+        if a["raw_value"] is not None and a["raw_value"] != "NaN":
+            assert float(a["raw_value"]) == float(b["raw_value"])
+    # the plain lines did not go through the general parser (but the first line of a file
+    # without a header, read before the layout is known); the odd ones did
+    plain = {first + i for i in ((0, 1, 2, 3, 4, 8) if header else (1, 2, 3, 4, 8))}
+    assert plain.isdisjoint(taken), taken
+    assert {first + 5, first + 6, first + 7} <= set(taken)
