@@ -53,6 +53,8 @@ COMMENT ON FUNCTION reelscore.search_filter_error(text, text, jsonb) IS
 --         | {"i": n, "kind": "category", "category": c, "key": c, "min": x, "max": y}
 --         | {"i": n, "kind": "metric", "measure": "raw"|"normalized", "metric_id": id, "key": code,
 --            "type": normalization_type, "args": [...], "min": x, "max": y}
+--           (args absent on a raw condition whose metric has none: a percentile metric without
+--            its distribution)
 --         | {"i": n, "kind": "genre", "genres": [...], "key": "genres"}
 --         | {"i": n, "kind": "year", "min": y1, "max": y2, "key": "release_year"}
 -- "i" numbers the conditions 1..n in document order; min/max are absent when not given.
@@ -191,8 +193,14 @@ BEGIN
     END IF;
     IF p_node ? 'min_raw_value' OR p_node ? 'max_raw_value' THEN
       p_count := p_count + 1;
+      -- type and args ride along (args only when the metric has them: a percentile metric
+      -- may lack its distribution): the matched column normalizes the value with them, as
+      -- constants of the plan, instead of joining metric_norm_params (1.3 ms more planning)
       v_atom := jsonb_build_object('i', p_count, 'kind', 'metric', 'measure', 'raw', 'metric_id', v_metric.metric_id,
-                                   'key', v_metric.metric_code, 'path', v_prefix || 'metric_code');
+                                   'key', v_metric.metric_code, 'type', v_metric.normalization_type,
+                                   'path', v_prefix || 'metric_code')
+                || CASE WHEN v_metric.args IS NULL THEN '{}'::jsonb
+                        ELSE jsonb_build_object('args', to_jsonb(v_metric.args)) END;
       IF p_node ? 'min_raw_value' THEN v_atom := v_atom || jsonb_build_object('min', p_node -> 'min_raw_value'); END IF;
       IF p_node ? 'max_raw_value' THEN v_atom := v_atom || jsonb_build_object('max', p_node -> 'max_raw_value'); END IF;
       v_items := v_items || jsonb_build_array(v_atom);
@@ -395,12 +403,13 @@ AS $$
                  WHEN 'rating' THEN 'fm.cat_rating' WHEN 'award' THEN 'fm.cat_award'
                  WHEN 'financial' THEN 'fm.cat_financial' WHEN 'cultural' THEN 'fm.cat_cultural'
                  WHEN 'popularity' THEN 'fm.cat_popularity' END
+               -- normalized with the condition's own type and args (in $2, constants of the plan)
                WHEN 'metric' THEN format(
                  '(SELECT jsonb_build_object(''raw'', v.raw_value, ''normalized'', reelscore.normalize_with('
-                 'p.normalization_type, p.args, v.raw_value)) FROM reelscore.metric_values v '
-                 'JOIN reelscore.metric_norm_params p ON p.metric_id = v.metric_id '
-                 'WHERE v.movie_id = r.movie_id AND v.metric_id = (($2 -> %s) ->> ''metric_id'')::smallint)',
-                 (a ->> 'i')::integer - 1)
+                 '%1$s ->> ''type'', reelscore.jsonb_float_array(%1$s -> ''args''), v.raw_value)) '
+                 'FROM reelscore.metric_values v '
+                 'WHERE v.movie_id = r.movie_id AND v.metric_id = (%1$s ->> ''metric_id'')::smallint)',
+                 format('($2 -> %s)', (a ->> 'i')::integer - 1))
                WHEN 'genre' THEN 'mv.genres'
                WHEN 'year' THEN 'mv.release_year'
              END), ', ' ORDER BY (a ->> 'i')::integer) || '))', '''{}''::jsonb')
@@ -445,34 +454,46 @@ COMMENT ON FUNCTION reelscore.search_required_conditions(jsonb) IS
 --             a category index, metric_values (metric_id, raw_value), genres, years),
 --             then the top of them by score. search_movies uses it when the prefix walk
 --             does not fill the page (rare or badly-scored matches: "hidden gems").
--- Parameters: $1 profile id, $2 conditions (jsonb), $3 limit, $4 offset, $5 prefix size
--- ($6: the ids of a page, for 'rows').
+-- Parameters: $1 profile id, $2 conditions (jsonb), $3 limit, $4 offset, $5 prefix size;
+-- $6: the ids of a page, for 'rows'; for 'page', whether a required raw-value condition
+-- matches few movies (the answer of 'few', whose parameters are $1 conditions, $2 the cap).
 DROP FUNCTION IF EXISTS reelscore.search_query(jsonb);
 CREATE OR REPLACE FUNCTION reelscore.search_query(p_tree jsonb, p_mode text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
 AS $$
 DECLARE
+  -- rows of the score index the probe tests before the walk goes on or gives up
+  c_probe CONSTANT text := 'least($5, 200)';
+  -- "few" matches, as search_movies counts them for a raw-value condition
+  c_few CONSTANT integer := 50000;
   v_conds jsonb := reelscore.search_conditions(p_tree);
   v_needs_f boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "category")');
   v_needs_m boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "genre" || @.kind == "year")');
   v_joins text := CASE WHEN v_needs_f THEN 'JOIN reelscore.movie_features f ON f.movie_id = s.movie_id ' ELSE '' END
                || CASE WHEN v_needs_m THEN 'JOIN reelscore.movies m ON m.id = s.movie_id ' ELSE '' END;
   v_pred text := reelscore.search_predicate(p_tree);
-  v_rare jsonb;
+  v_test text;
+  v_walk text;
+  v_cats jsonb;
+  v_raw text[];
 BEGIN
+  -- A movie s of the score order matches: the test as a scalar subquery, run row by row as a
+  -- walk goes (never turned into a hash join that would read every match first), so a walk
+  -- stops at the page's end.
+  v_test := 'coalesce((SELECT ' || v_pred
+         || CASE WHEN v_needs_f AND v_needs_m THEN ' FROM reelscore.movie_features f JOIN reelscore.movies m '
+                                                 || 'ON m.id = f.movie_id WHERE f.movie_id = s.movie_id'
+                 WHEN v_needs_f THEN ' FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id'
+                 WHEN v_needs_m THEN ' FROM reelscore.movies m WHERE m.id = s.movie_id'
+                 ELSE '' END || '), false)';
+  -- A walk: rows %1$s + 1 .. %1$s + %2$s of the profile's score index (index order, so it stops
+  -- early), each tested; the ids of the first %3$s matches after %4$s of them, in order.
+  v_walk := 'SELECT coalesce(array_agg(q.movie_id ORDER BY q.score DESC NULLS LAST, q.movie_id), ''{}'') FROM ('
+         || 'SELECT s.movie_id, s.score FROM (SELECT s0.movie_id, s0.score FROM reelscore.movie_scores s0 '
+         || 'WHERE s0.profile_id = $1 ORDER BY s0.score DESC NULLS LAST, s0.movie_id LIMIT %2$s OFFSET %1$s) s '
+         || 'WHERE %5$s ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT %3$s OFFSET %4$s) q';
   IF p_mode = 'prefix' THEN
-    RETURN 'SELECT coalesce(array_agg(q.movie_id ORDER BY q.score DESC NULLS LAST, q.movie_id), ''{}'') FROM ('
-        || 'SELECT s.movie_id, s.score FROM (SELECT s0.movie_id, s0.score FROM reelscore.movie_scores s0 '
-        || 'WHERE s0.profile_id = $1 ORDER BY s0.score DESC NULLS LAST, s0.movie_id LIMIT $5) s '
-        -- the test as a scalar subquery: run row by row as the walk goes (never turned into a
-        -- hash join that would read every match first), so the walk stops at the page's end
-        || 'WHERE coalesce((SELECT ' || v_pred
-        || CASE WHEN v_needs_f AND v_needs_m THEN ' FROM reelscore.movie_features f JOIN reelscore.movies m '
-                                                || 'ON m.id = f.movie_id WHERE f.movie_id = s.movie_id'
-                WHEN v_needs_f THEN ' FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id'
-                WHEN v_needs_m THEN ' FROM reelscore.movies m WHERE m.id = s.movie_id'
-                ELSE '' END || '), false) '
-        || 'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3 OFFSET $4) q';
+    RETURN format(v_walk, '0', '$5', '$3', '$4', v_test);
   ELSIF p_mode = 'full' THEN
     RETURN 'WITH hits AS MATERIALIZED (SELECT s.movie_id, s.score FROM reelscore.movie_scores s '
         || v_joins || 'WHERE s.profile_id = $1 AND ' || v_pred || ') '
@@ -480,43 +501,76 @@ BEGIN
         || 'SELECT hits.movie_id, hits.score FROM hits '
         || 'ORDER BY hits.score DESC NULLS LAST, hits.movie_id LIMIT $3 OFFSET $4) q';
   ELSIF p_mode = 'rows' THEN
-    -- The result rows for a page of ids ($3, in order): score, confidence, rank, matched values.
+    -- The result rows for a page of ids ($6, in order): score, confidence, rank, matched values.
+    -- movie_features only when a category value is to be shown.
     RETURN 'SELECT r.movie_id, mv.title::text, mv.release_year, mv.genres, s.score, s.confidence, '
         || '$4 + r.ord AS rank, ' || reelscore.search_matched_expr(p_tree) || ' AS matched '
         || 'FROM unnest($6::bigint[]) WITH ORDINALITY AS r(movie_id, ord) '
         || 'JOIN reelscore.movie_scores s ON s.profile_id = $1 AND s.movie_id = r.movie_id '
         || 'JOIN reelscore.movies mv ON mv.id = r.movie_id '
-        || 'LEFT JOIN reelscore.movie_features fm ON fm.movie_id = r.movie_id '
+        || CASE WHEN v_needs_f THEN 'LEFT JOIN reelscore.movie_features fm ON fm.movie_id = r.movie_id ' ELSE '' END
         || 'ORDER BY r.ord';
   ELSIF p_mode = 'page' THEN
-    -- All three in one statement (one planning): the walk, the full search only when the
-    -- walk did not fill the page (a CASE runs its subquery only when that branch is taken),
-    -- then the rows.
-    -- When the category conditions every match must meet (those not under an "any") leave
-    -- fewer than 300 movies, the walk is skipped: the full search over so few is cheap, and
-    -- the walk would likely test its 1000 rows in vain (the seed's hidden gems). Not higher:
-    -- "high" conditions correlate with the score, so a walk often fills the page in a few
-    -- dozen rows even when the matches are 1% of the catalogue (highly rated: 858 of 95k).
-    SELECT coalesce(jsonb_agg(a ORDER BY (a ->> 'i')::integer), '[]') INTO v_rare
+    -- All in one statement (one planning); each later step runs only when the earlier ones
+    -- did not settle the page (a CASE runs a subquery only when its branch is taken):
+    --   probe: walk the first 200 rows of the score index.
+    --   walk:  if the probe did not fill the page, go on to row $5, unless the probe's hit
+    --          rate says the walk will not fill it either and the full search is known to be
+    --          small: then go straight to the full search. "Will not": at the probe's rate
+    --          the whole walk would find under half the matches the page needs (the seed's
+    --          hidden gems and "imdb <= 4" find none among the top 1000 movies: a failed walk
+    --          of 1000 rows cost 8-16 ms). "Small": a required raw-value condition matches
+    --          fewer than 50,000 movies ($6, counted by search_movies), or the required
+    --          category conditions do (a capped count, run only here). Without that bound a
+    --          misjudged probe could turn a walk of a few ms into a full search of 0.5 s.
+    --   full:  only when the walk did not fill the page.
+    -- The walk keeps the first off + lim matches (a prefix of the score order); the page is
+    -- its tail.
+    SELECT coalesce(jsonb_agg(a ORDER BY (a ->> 'i')::integer), '[]') INTO v_cats
     FROM jsonb_array_elements(reelscore.search_required_conditions(p_tree)) AS a
     WHERE a ->> 'kind' = 'category';
-    RETURN 'WITH walk AS MATERIALIZED (SELECT CASE WHEN $4 + $3 <= $5'
-        || CASE WHEN jsonb_array_length(v_rare) > 0
-                THEN ' AND (SELECT count(*) FROM (SELECT 1 FROM reelscore.movie_features f WHERE '
-                     || reelscore.search_predicate(jsonb_build_object('op', 'and', 'items', v_rare))
-                     || ' LIMIT 300) few) >= 300'
-                ELSE '' END
-        || ' THEN (' || reelscore.search_query(p_tree, 'prefix') || ') END AS ids), '
-        || 'pick AS MATERIALIZED (SELECT CASE WHEN cardinality(walk.ids) >= $3 THEN walk.ids ELSE ('
-        || reelscore.search_query(p_tree, 'full') || ') END AS ids FROM walk) '
+    RETURN 'WITH probe AS MATERIALIZED (SELECT CASE WHEN $4 + $3 <= $5 THEN ('
+        || format(v_walk, '0', c_probe, '$4 + $3', '0', v_test) || ') END AS ids), '
+        || 'walk AS MATERIALIZED (SELECT CASE '
+        ||   'WHEN probe.ids IS NULL OR cardinality(probe.ids) >= $4 + $3 THEN probe.ids '
+        ||   'WHEN 2 * cardinality(probe.ids) * $5 < ($4 + $3) * ' || c_probe || ' AND ($6'
+        ||   CASE WHEN jsonb_array_length(v_cats) > 0
+                  THEN format(' OR (SELECT count(*) FROM (SELECT 1 FROM reelscore.movie_features f WHERE %s '
+                              'LIMIT %s) few) < %s',
+                              reelscore.search_predicate(jsonb_build_object('op', 'and', 'items', v_cats)), c_few, c_few)
+                  ELSE '' END || ') THEN probe.ids '
+        ||   'ELSE probe.ids || ('
+        ||     format(v_walk, c_probe, '$5 - ' || c_probe, '$4 + $3 - cardinality(probe.ids)', '0', v_test)
+        || ') END AS ids FROM probe), '
+        || 'pick AS MATERIALIZED (SELECT CASE WHEN cardinality(walk.ids) >= $4 + $3 THEN walk.ids[$4 + 1 : $4 + $3] '
+        || 'ELSE (' || reelscore.search_query(p_tree, 'full') || ') END AS ids FROM walk) '
         || replace(reelscore.search_query(p_tree, 'rows'), '$6::bigint[]', '(SELECT pick.ids FROM pick)');
+  ELSIF p_mode = 'few' THEN
+    -- Whether a raw-value condition that every match must meet matches fewer than $2 movies
+    -- ("imdb_rating <= 4"): such a set should drive the full search, each match looking up its
+    -- score. The planner cannot see that it is small: raw_value holds every metric, so its
+    -- statistics mix them (that condition is estimated at 121k movies of 1M, 9.5k in fact),
+    -- and it would rather read all 1M scores into a hash join (0.5 s against 0.15 s).
+    -- A capped count per condition, index-only on metric_values (metric_id, raw_value)
+    -- (1-2 ms for 9.5k); its parameters: $1 conditions, $2 the cap.
+    SELECT array_agg(format('(SELECT count(*) FROM (SELECT FROM reelscore.metric_values v '
+                            'WHERE v.metric_id = ((%1$s) ->> ''metric_id'')::smallint%2$s%3$s LIMIT $2) c) < $2',
+                            format('$1 -> %s', (a ->> 'i')::integer - 1),
+                            CASE WHEN a ? 'min' THEN format(' AND v.raw_value >= (($1 -> %s) ->> ''min'')::float8',
+                                                            (a ->> 'i')::integer - 1) ELSE '' END,
+                            CASE WHEN a ? 'max' THEN format(' AND v.raw_value <= (($1 -> %s) ->> ''max'')::float8',
+                                                            (a ->> 'i')::integer - 1) ELSE '' END)
+                     ORDER BY (a ->> 'i')::integer) INTO v_raw
+    FROM jsonb_array_elements(reelscore.search_required_conditions(p_tree)) AS a
+    WHERE a ->> 'kind' = 'metric' AND a ->> 'measure' = 'raw';
+    RETURN 'SELECT ' || coalesce(array_to_string(v_raw, ' OR '), 'false');
   END IF;
-  RAISE EXCEPTION 'search_query: p_mode must be prefix, full, rows or page, got %', coalesce(quote_literal(p_mode), 'NULL')
+  RAISE EXCEPTION 'search_query: p_mode must be prefix, full, rows, page or few, got %', coalesce(quote_literal(p_mode), 'NULL')
     USING ERRCODE = 'invalid_parameter_value';
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_query(jsonb, text) IS
-  'The SQL texts of search_movies for a validated filter tree: p_mode prefix (ids: walk the top of the score index), full (ids: all matches, then the top), rows (the result rows of the ids in $6) or page (what search_movies runs: all three in one statement). Parameters $1 profile id, $2 conditions, $3 limit, $4 offset, $5 prefix size. For inspection and EXPLAIN.';
+  'The SQL texts of search_movies for a validated filter tree: p_mode prefix (ids: walk the top of the score index), full (ids: all matches, then the top), rows (the result rows of the ids in $6), page (what search_movies runs: a probe of the top 200 rows, the walk, the full search when needed, the rows, in one statement) or few (whether a required raw-value condition matches fewer than $2 movies; $1 conditions). Parameters $1 profile id, $2 conditions, $3 limit, $4 offset, $5 prefix size; $6 for page: the answer of few. For inspection and EXPLAIN.';
 
 -- Profile name -> id, with the errors search shares with scoring.
 CREATE OR REPLACE FUNCTION reelscore.search_profile_id(p_profile text) RETURNS bigint
@@ -570,6 +624,7 @@ SET max_parallel_workers_per_gather = 0
 SET jit = off
 SET enable_hashjoin = on     -- named here so that the set_config() below ends with the call
 SET enable_mergejoin = on
+SET enable_memoize = off     -- search joins on movie ids, each met once: a cache never hits
 AS $$
 DECLARE
   c_prefix CONSTANT integer := 1000;   -- rows of the score index the prefix walk may test
@@ -577,6 +632,7 @@ DECLARE
   v_tree jsonb;
   v_conds jsonb;
   v_profile_id bigint;
+  v_few boolean;
 BEGIN
   PERFORM reelscore.search_check_page(search_movies.lim, search_movies.off);
   v_tree := reelscore.validate_search_filters(search_movies.filters);
@@ -588,23 +644,14 @@ BEGIN
             DETAIL = 'search_movies orders by movie_scores; the profile is inactive, has config precompute = false, or was never refreshed.',
             HINT = format('SELECT * FROM reelscore.refresh_scores(%L);', search_movies.profile);
   END IF;
-  -- A raw-value condition that every match must meet and few movies meet ("imdb_rating <= 4")
-  -- should drive the search through metric_values, each match looking up its score. The
-  -- planner cannot see that they are few: raw_value holds every metric, so its statistics mix
-  -- them (that condition is estimated at 121k movies of 1M, 9.5k in fact), and it would
-  -- rather read all 1M scores into a hash join (0.5 s against 0.15 s). Counted here, capped.
-  IF EXISTS (SELECT 1 FROM jsonb_array_elements(reelscore.search_required_conditions(v_tree)) a
-             WHERE a ->> 'kind' = 'metric' AND a ->> 'measure' = 'raw'
-               AND (SELECT count(*) FROM (
-                      SELECT 1 FROM reelscore.metric_values v
-                      WHERE v.metric_id = (a ->> 'metric_id')::smallint
-                        AND v.raw_value >= coalesce((a ->> 'min')::float8, '-Infinity')
-                        AND v.raw_value <= coalesce((a ->> 'max')::float8, 'Infinity')
-                      LIMIT c_few) c) < c_few) THEN
+  -- A rare raw-value condition drives the full search with nested loops (see search_query's
+  -- 'few'); the page query also lets a failed probe skip the walk then.
+  EXECUTE reelscore.search_query(v_tree, 'few') INTO v_few USING v_conds, c_few;
+  IF v_few THEN
     PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
   END IF;
   RETURN QUERY EXECUTE reelscore.search_query(v_tree, 'page')
-    USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix;
+    USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix, v_few;
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_movies(jsonb, text, integer, integer) IS
@@ -618,10 +665,14 @@ RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET max_parallel_workers_per_gather = 0
 SET jit = off
+SET enable_hashjoin = on
+SET enable_mergejoin = on
+SET enable_memoize = off
 AS $$
 DECLARE
   v_tree jsonb;
   v_line text;
+  v_few boolean;
 BEGIN
   PERFORM reelscore.search_check_page(search_explain.lim, search_explain.off);
   IF p_mode IS NULL OR p_mode NOT IN ('prefix', 'full', 'page') THEN
@@ -629,10 +680,15 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value', COLUMN = 'p_mode';
   END IF;
   v_tree := reelscore.validate_search_filters(search_explain.filters);
+  -- the settings and parameters search_movies would use, so that the plan is its plan
+  EXECUTE reelscore.search_query(v_tree, 'few') INTO v_few USING reelscore.search_conditions(v_tree), 50000;
+  IF v_few THEN
+    PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
+  END IF;
   FOR v_line IN EXECUTE CASE WHEN search_explain.p_analyze THEN 'EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) '
                              ELSE 'EXPLAIN (COSTS OFF) ' END || reelscore.search_query(v_tree, p_mode)
     USING reelscore.search_profile_id(search_explain.profile), reelscore.search_conditions(v_tree),
-          search_explain.lim, search_explain.off, 1000
+          search_explain.lim, search_explain.off, 1000, v_few
   LOOP
     RETURN NEXT v_line;
   END LOOP;

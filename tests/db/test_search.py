@@ -388,6 +388,60 @@ def test_values_reach_the_planner_as_constants(conn, data):
     assert "'87'::double precision" in plan and "($2 ->" not in plan
 
 
+def _walk_section(plan: list[str]) -> list[str]:
+    """The lines of the page plan's "walk" CTE (the walk beyond the probe), without the probe's."""
+    start = next(i for i, line in enumerate(plan) if line.strip().startswith("CTE walk"))
+    end = next(i for i, line in enumerate(plan) if line.strip().startswith("CTE pick"))
+    return plan[start:end]
+
+
+def _scans_of_scores(lines: list[str]) -> list[str]:
+    return [line for line in lines if "Scan" in line and "movie_scores" in line]
+
+
+@pytest.mark.parametrize("lim,off", [(50, 0), (10, 45), (50, 100), (30, 170), (50, 400), (20, 980)])
+def test_pages_on_both_sides_of_the_probe(conn, data, lim, off):
+    """A condition met by about one movie in six: the 200-row probe fills small first pages,
+    the walk goes on for later ones (the probe's rate says it will fill them), deeper pages
+    come from the full search. Every page equals the independent ranking."""
+    cond = {"genre": "Drama"}
+    sc = scores(conn)
+    want = [m for m in expected_order(list(sc), sc) if holds(data, cond, m)]
+    assert len(want) > 450
+    got = [r[0] for r in search(conn, cond, lim=lim, off=off)]
+    assert got == want[off:off + lim]
+
+
+def test_a_failed_probe_skips_the_rest_of_the_walk(conn, data):
+    """Low ratings are anti-correlated with the score: the probe of the top 200 rows finds
+    (almost) none, the raw-value condition is known to match few movies, so the walk stops
+    there and the full search runs; the page is the independent ranking. A common condition
+    walks on past the probe."""
+    cond = {"metric_code": "imdb_rating", "max_raw_value": 4}
+    sc = scores(conn)
+    top = expected_order(list(sc), sc)[:200]
+    assert sum(holds(data, cond, m) for m in top) <= 4, "the probe must fail for the test to mean anything"
+    want = [m for m in expected_order(list(sc), sc) if holds(data, cond, m)]
+    assert [r[0] for r in search(conn, cond, lim=50)] == want[:50]
+    plan = [r[0] for r in conn.execute("SELECT reelscore.search_explain(%s, 'balanced', 50, 0, true)",
+                                       (Jsonb(cond),))]
+    rest = _scans_of_scores(_walk_section(plan))
+    assert rest and all("never executed" in line for line in rest), "\n".join(plan)
+    # the same for the hidden gems, bounded by a count of their category conditions
+    gems = SEED_CASES["hidden gems (seed combination)"]
+    if sum(holds(data, gems, m) for m in top) <= 4:
+        plan = [r[0] for r in conn.execute("SELECT reelscore.search_explain(%s, 'balanced', 50, 0, true)",
+                                           (Jsonb(gems),))]
+        rest = _scans_of_scores(_walk_section(plan))
+        assert rest and all("never executed" in line for line in rest), "\n".join(plan)
+    # one movie in six: the probe finds about 30 of the 50, the walk goes on and fills the page
+    plan = [r[0] for r in conn.execute("SELECT reelscore.search_explain(%s, 'balanced', 50, 0, true)",
+                                       (Jsonb({"genre": "Drama"}),))]
+    rest = _scans_of_scores(_walk_section(plan))
+    assert rest and not any("never executed" in line for line in rest), "\n".join(plan)
+    assert "never executed" in "\n".join(plan[next(i for i, line in enumerate(plan) if "CTE pick" in line):])
+
+
 # ---------------------------------------------------------------------------------------
 # parse_query in the server, fed to search_movies
 # ---------------------------------------------------------------------------------------
