@@ -243,6 +243,8 @@ SEARCHES = {
     # an upper bound on a raw value (anti-correlated with the score: the walk finds few early)
     "imdb rating <= 4": {"metric_code": "imdb_rating", "max_raw_value": 4},
     "tomatometer >= 0.9 (normalized)": {"metric_code": "rt_tomatometer", "min_normalized": 0.9},
+    # a broad genre and year range ("dramas from the 90s"): columns of movies, no metric
+    "genre + years": {"genre": "Drama", "year_min": 1990, "year_max": 1999},
 }
 
 
@@ -250,7 +252,20 @@ def _naive_search_sql(f: dict) -> str:
     """The naive EAV form of a filter: per movie, category means or raw values, HAVING."""
     conds = f.get("filters", [f])
     having = []
+    movie_cols = False
     for c in conds:
+        if "genre" in c or "year_min" in c or "year_max" in c:
+            movie_cols = True
+            if "genre" in c:
+                labels = [c["genre"]] if isinstance(c["genre"], str) else c["genre"]
+                quoted = ", ".join("'" + g.replace("'", "''") + "'" for g in labels)
+                having.append(f"m.genres && ARRAY[{quoted}]::text[]")
+            if "year_min" in c:
+                having.append(f"m.release_year >= {int(c['year_min'])}")
+            if "year_max" in c:
+                having.append(f"m.release_year <= {int(c['year_max'])}")
+        if "category" not in c and "metric_code" not in c:
+            continue
         if "category" in c:
             cat = c["category"].replace("'", "''")
             expr = (f"sum(w.weight * reelscore.normalize_with(w.normalization_type, w.args, v.raw_value)) "
@@ -266,11 +281,14 @@ def _naive_search_sql(f: dict) -> str:
                         ("max_raw_value", "<=")):
             if key in c:
                 having.append(f"({expr}) {op} {float(c[key])!r}")
+    # genre and years are columns of movies (the rows without them keep their text as it was)
+    join_movies = "\n      JOIN reelscore.movies m ON m.id = v.movie_id" if movie_cols else ""
+    group_movies = ", m.genres, m.release_year" if movie_cols else ""
     return f"""
       SELECT v.movie_id FROM reelscore.metric_values v
       JOIN bench.weights w ON w.metric_id = v.metric_id
-      JOIN reelscore.metric_definitions d ON d.id = v.metric_id
-      GROUP BY v.movie_id HAVING {' AND '.join(having)}
+      JOIN reelscore.metric_definitions d ON d.id = v.metric_id{join_movies}
+      GROUP BY v.movie_id{group_movies} HAVING {' AND '.join(having)}
       ORDER BY v.movie_id LIMIT 50"""
 
 
