@@ -466,6 +466,10 @@ DECLARE
   c_probe CONSTANT text := 'least($5, 200)';
   -- "few" matches, as search_movies counts them for a raw-value condition
   c_few CONSTANT integer := 50000;
+  -- the longest walk: a rare but large match set ("dramas of the 90s", 1-2% of the top)
+  -- fills a page within a few thousand rows (10 us a row), where its full search reads every
+  -- score (0.5 s at 1M movies)
+  c_walk_max CONSTANT integer := 5000;
   v_conds jsonb := reelscore.search_conditions(p_tree);
   v_needs_f boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "category")');
   v_needs_m boolean := jsonb_path_exists(v_conds, '$[*] ? (@.kind == "genre" || @.kind == "year")');
@@ -514,10 +518,12 @@ BEGIN
     -- All in one statement (one planning); each later step runs only when the earlier ones
     -- did not settle the page (a CASE runs a subquery only when its branch is taken):
     --   probe: walk the first 200 rows of the score index.
-    --   walk:  if the probe did not fill the page, go on to row $5, unless the probe's hit
-    --          rate says the walk will not fill it either and the full search is known to be
-    --          small: then go straight to the full search. "Will not": at the probe's rate
-    --          the whole walk would find under half the matches the page needs (the seed's
+    --   walk:  if the probe did not fill the page, go on as far as the probe's hit rate says
+    --          the page needs (1.5 times that: at least row $5, at most c_walk_max), unless that
+    --          rate says a walk to row $5 will not fill it and the full search is known to be
+    --          small: then go straight to the full search (a long walk is for match sets too
+    --          large to search whole). "Will not": at the probe's rate a walk to row $5
+    --          would find under half the matches the page needs (the seed's
     --          hidden gems and "imdb <= 4" find none among the top 1000 movies: a failed walk
     --          of 1000 rows cost 8-16 ms). "Small": a required raw-value condition matches
     --          fewer than 50,000 movies ($6, counted by search_movies), or the required
@@ -540,7 +546,13 @@ BEGIN
                               reelscore.search_predicate(jsonb_build_object('op', 'and', 'items', v_cats)), c_few, c_few)
                   ELSE '' END || ') THEN probe.ids '
         ||   'ELSE probe.ids || ('
-        ||     format(v_walk, c_probe, '$5 - ' || c_probe, '$4 + $3 - cardinality(probe.ids)', '0', v_test)
+        ||     format(v_walk, c_probe, format(
+                 -- as far as the probe's hit rate says the page needs, with a margin: at least
+                 -- $5 rows, at most c_walk_max (all of them when the probe found nothing)
+                 'CASE WHEN cardinality(probe.ids) = 0 THEN %1$s '
+                 'ELSE least(%1$s, greatest($5, ceil(1.5 * ($4 + $3) * %2$s / cardinality(probe.ids))::integer)) '
+                 'END - %2$s', c_walk_max, c_probe),
+                 '$4 + $3 - cardinality(probe.ids)', '0', v_test)
         || ') END AS ids FROM probe), '
         || 'pick AS MATERIALIZED (SELECT CASE WHEN cardinality(walk.ids) >= $4 + $3 THEN walk.ids[$4 + 1 : $4 + $3] '
         || 'ELSE (' || reelscore.search_query(p_tree, 'full') || ') END AS ids FROM walk) '
@@ -628,7 +640,11 @@ SET enable_memoize = off     -- search joins on movie ids, each met once: a cach
 AS $$
 DECLARE
   c_prefix CONSTANT integer := 1000;   -- rows of the score index the prefix walk may test
-  c_few CONSTANT integer := 50000;     -- "few movies" for a raw-value condition
+  c_few CONSTANT integer := 50000;
+  -- the longest walk: a rare but large match set ("dramas of the 90s", 1-2% of the top)
+  -- fills a page within a few thousand rows (10 us a row), where its full search reads every
+  -- score (0.5 s at 1M movies)
+  c_walk_max CONSTANT integer := 5000;     -- "few movies" for a raw-value condition
   v_tree jsonb;
   v_conds jsonb;
   v_profile_id bigint;

@@ -442,6 +442,38 @@ def test_a_failed_probe_skips_the_rest_of_the_walk(conn, data):
     assert "never executed" in "\n".join(plan[next(i for i, line in enumerate(plan) if "CTE pick" in line):])
 
 
+def test_a_sparse_match_set_walks_as_far_as_the_probe_says(conn, data):
+    """Matches that are rare at the top but many in all (a genre in a few years): the probe
+    finds one or two, so the walk goes past its usual 1000 rows, as far as the probe's rate
+    says 10 matches need (1.5 times that), and fills the page there: the full search, which
+    would read every score, never runs. The page is the independent ranking."""
+    sc = scores(conn)
+    order = expected_order(list(sc), sc)
+    chosen = None
+    for genre in GENRES:
+        for y0 in range(1950, 2026, 2):
+            cond = {"genre": genre, "year_min": y0, "year_max": y0 + 5}
+            hits = [i for i, m in enumerate(order) if holds(data, cond, m)]
+            probe = sum(1 for i in hits if i < 200)
+            if not probe:
+                continue
+            walk = min(5000, max(1000, math.ceil(1.5 * 10 * 200 / probe)))   # as search_query sizes it
+            if sum(1 for i in hits if i < 1000) < 10 <= sum(1 for i in hits if i < walk):
+                chosen = cond
+                break
+        if chosen:
+            break
+    assert chosen, "the synthetic catalogue has no sparse-at-the-top condition for this test"
+    want = [m for m in order if holds(data, chosen, m)]
+    assert [r[0] for r in search(conn, chosen, lim=10)] == want[:10]
+    plan = [r[0] for r in conn.execute("SELECT reelscore.search_explain(%s, 'balanced', 10, 0, true)",
+                                       (Jsonb(chosen),))]
+    rest = _scans_of_scores(_walk_section(plan))
+    assert rest and not any("never executed" in line for line in rest), "\n".join(plan)
+    pick = "\n".join(plan[next(i for i, line in enumerate(plan) if "CTE pick" in line):])
+    assert "never executed" in pick, "\n".join(plan)
+
+
 # ---------------------------------------------------------------------------------------
 # parse_query in the server, fed to search_movies
 # ---------------------------------------------------------------------------------------
