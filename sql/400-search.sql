@@ -654,10 +654,17 @@ BEGIN
   v_tree := reelscore.validate_search_filters(search_movies.filters);
   v_conds := reelscore.search_conditions(v_tree);
   v_profile_id := reelscore.search_profile_id(search_movies.profile);
+  -- precomputed scores are unlogged (migration 0018): a standby has none
+  IF pg_is_in_recovery() THEN
+    RAISE EXCEPTION 'search_movies needs precomputed scores, which a standby does not have'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = 'movie_scores is unlogged: its rows exist on the primary only.',
+            HINT = 'Run search_movies on the primary.';
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM reelscore.profile_score_state st WHERE st.profile_id = v_profile_id) THEN
     RAISE EXCEPTION 'profile % has no precomputed scores to search by', search_movies.profile
       USING ERRCODE = 'object_not_in_prerequisite_state',
-            DETAIL = 'search_movies orders by movie_scores; the profile is inactive, has config precompute = false, or was never refreshed.',
+            DETAIL = 'search_movies orders by movie_scores; the profile is inactive, has config precompute = false, was never refreshed, or its scores (unlogged) were emptied by a crash.',
             HINT = format('SELECT * FROM reelscore.refresh_scores(%L);', search_movies.profile);
   END IF;
   -- A rare raw-value condition drives the full search with nested loops (see search_query's

@@ -184,8 +184,12 @@ def test_kill_during_refresh_then_refresh_again_matches_fresh_scores(crash_clust
     assert len(fresh_top) == 20
     movie_id = fresh_top[0][0]
     assert _query(url, "select source from reelscore.movie_score_detail(%s, 'balanced')", (movie_id,))[0][0] == "fresh"
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no precomputed scores"):
+        _query(url, "select * from reelscore.search_movies('{}', 'balanced', 5)")
     _query(url, "select reelscore.refresh_scores(null)")
     assert _query(url, "select movie_id, score from reelscore.top_movies('balanced', 20)") == fresh_top
+    assert [r[0] for r in _query(url, "select movie_id from reelscore.search_movies('{}', 'balanced', 5)")] == \
+        [m for m, _ in fresh_top[:5]]
     assert _query(url, "select source from reelscore.movie_score_detail(%s, 'balanced')", (movie_id,))[0][0] == \
         "precomputed"
     # precomputed scores equal scores computed fresh from raw values, for a sample of movies
