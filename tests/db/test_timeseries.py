@@ -440,12 +440,28 @@ def test_trend_window_move_subtracts_the_day_that_left(conn, synth):
     8- and 31-day windows start where yesterday's 7- and 30-day ones did), relabelled."""
     day = _day(datetime.now(UTC))
     with conn.transaction(force_rollback=True):
+        # a pair whose only day in yesterday's 7-day window is the day that leaves it: one
+        # imdb_rating point for a movie without any
+        lone = conn.execute("""select m.id from reelscore.movies m where not exists (
+                                 select 1 from reelscore.metric_timeseries t
+                                 join reelscore.metric_definitions d on d.id = t.metric_id
+                                 where d.code = 'imdb_rating' and t.movie_id = m.id)
+                               order by m.id limit 1""").fetchone()[0]
+        conn.execute("""insert into reelscore.metric_timeseries (time, movie_id, metric_id, value)
+                        select %s, %s, d.id, 7.0 from reelscore.metric_definitions d where d.code = 'imdb_rating'""",
+                     (day - timedelta(days=8) + timedelta(hours=12), lone))
+        conn.execute("select * from reelscore.refresh_rollups(%s, %s)", (day - timedelta(days=8), day - timedelta(days=7)))
+        lone_sums = lambda: conn.execute(
+            "select s.window_days, s.days from reelscore.ts_trend_sums s join reelscore.metric_definitions d "
+            "on d.id = s.metric_id where d.code = 'imdb_rating' and s.movie_id = %s order by 1", (lone,)).fetchall()
+
         conn.execute("update reelscore.ts_settings set trend_candidates = 10, trend_windows = '{8,31}'")
         conn.execute("select reelscore.refresh_trend_candidates()")
         for t in ("ts_trend_sums", "ts_trend_windows", "ts_trend_candidates"):
             conn.execute(f"delete from reelscore.{t} where window_days not in (8, 31)")
             conn.execute(f"update reelscore.{t} set window_days = window_days - 1")
         conn.execute("update reelscore.ts_settings set trend_windows = '{7,30}'")
+        assert lone_sums() == [(7, 1), (30, 1)]
         froms = dict(conn.execute("select window_days, min(window_from) from reelscore.ts_trend_windows "
                                   "group by 1").fetchall())
         assert froms == {7: day - timedelta(days=8), 30: day - timedelta(days=31)}
@@ -466,6 +482,7 @@ def test_trend_window_move_subtracts_the_day_that_left(conn, synth):
         assert froms == {7: day - timedelta(days=7), 30: day - timedelta(days=30)}
         moved, moved_cands = _sums(conn), _candidates(conn)
         assert moved != stale
+        assert lone_sums() == [(30, 1)]   # its only day left the 7-day window: the row went
         trend = [conn.execute(f"select * from reelscore.trending('{code}', '{w} days', 5, p_candidates => 10)"
                               ).fetchall() for code in ("tmdb_popularity", "tmdb_vote_count") for w in (7, 30)]
 
