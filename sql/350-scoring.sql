@@ -973,17 +973,20 @@ LANGUAGE plpgsql STABLE SECURITY INVOKER
 AS $$
 DECLARE
   v_score float8;
+  v_id bigint;
+  v_ver integer;
 BEGIN
   -- (precomputed scores are unlogged: a standby has none, it computes fresh)
   IF p_user_id IS NULL AND NOT pg_is_in_recovery() THEN
-    -- the precomputed score, when it is current: one query
+    -- the precomputed score, when it is current. The profile id first, as a value: the score
+    -- query then reads one partition (its key is movie_id alone); joined to weight_profiles
+    -- it probed every profile's partition (1.4 ms against 0.3 ms at 1M movies).
+    SELECT p.id, p.current_version INTO v_id, v_ver FROM reelscore.weight_profiles p WHERE p.name = movie_score.profile;
     SELECT s.score INTO v_score
-    FROM reelscore.weight_profiles p
+    FROM reelscore.movie_scores s
     CROSS JOIN reelscore.scoring_state st
-    JOIN reelscore.movie_scores s ON s.profile_id = p.id AND s.movie_id = movie_score.movie_id
-                                 AND s.profile_version = p.current_version
-                                 AND s.definitions_version = st.definitions_version
-    WHERE p.name = movie_score.profile AND st.features_refreshed_at >= st.definitions_changed_at
+    WHERE s.profile_id = v_id AND s.movie_id = movie_score.movie_id AND s.profile_version = v_ver
+      AND s.definitions_version = st.definitions_version AND st.features_refreshed_at >= st.definitions_changed_at
       AND NOT EXISTS (SELECT 1 FROM reelscore.movie_features f WHERE f.movie_id = s.movie_id AND f.stale);
     IF FOUND THEN
       RETURN v_score;
