@@ -640,6 +640,13 @@ COMMENT ON FUNCTION reelscore.top_n(float8[], jsonb, jsonb, float8, integer, int
 -- ---------------------------------------------------------------------------------------
 -- Precomputed scores
 -- ---------------------------------------------------------------------------------------
+-- The name of a profile's partition of movie_scores (reelscore schema).
+CREATE OR REPLACE FUNCTION reelscore.score_partition(p_profile_id bigint) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$ SELECT 'movie_scores_p' || p_profile_id $$;
+COMMENT ON FUNCTION reelscore.score_partition(bigint) IS
+  'The table name of a profile''s partition of movie_scores (in schema reelscore).';
+
 -- A score partition gets the privileges of movie_scores: rescore_movies writes into the
 -- partitions directly (their key is not the parent's), as the loader's role.
 CREATE OR REPLACE FUNCTION reelscore.grant_partition_like_parent(p_partition regclass) RETURNS void
@@ -662,8 +669,9 @@ COMMENT ON FUNCTION reelscore.grant_partition_like_parent(regclass) IS
 
 -- Full rescore of one profile: build its partition anew and swap it in (build-and-swap, so
 -- readers see the old scores until the commit). Partitions are unlogged and indexed each on
--- their own: PRIMARY KEY (movie_id) and _top (score DESC NULLS LAST, movie_id). SECURITY DEFINER: it creates, attaches and
--- drops partitions, which the admin role cannot do itself; it takes only a profile id.
+-- their own: PRIMARY KEY (movie_id) and _top (score DESC NULLS LAST, movie_id).
+-- SECURITY DEFINER: it creates, attaches and drops partitions, which the admin role cannot do
+-- itself; it takes only a profile id.
 CREATE OR REPLACE FUNCTION reelscore.rescore_profile_id(p_profile_id bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off
@@ -674,8 +682,8 @@ AS $$
 DECLARE
   a record;
   v_p record;
-  v_part text := format('movie_scores_p%s', p_profile_id);
-  v_new text := format('movie_scores_p%s_new%s', p_profile_id, txid_current());  -- unique: index names are schema-wide
+  v_part text := reelscore.score_partition(p_profile_id);
+  v_new text := v_part || '_new' || txid_current();  -- unique: index names are schema-wide
   v_defs bigint := reelscore.definitions_version();
   v_stats timestamptz;
   v_n bigint;
@@ -766,7 +774,7 @@ BEGIN
       'SELECT %s, x.movie_id, x.score, x.confidence, %s, %s, now() FROM (%s) x '
       'ON CONFLICT (movie_id) DO UPDATE SET score = excluded.score, confidence = excluded.confidence, '
       'profile_version = excluded.profile_version, definitions_version = excluded.definitions_version, computed_at = excluded.computed_at',
-      format('movie_scores_p%s', r.profile_id), r.profile_id, a.version, v_defs,
+      reelscore.score_partition(r.profile_id), r.profile_id, a.version, v_defs,
       reelscore.score_sql(a.category_weights, a.metric_weights, a.config, 'f.movie_id = ANY ($1)'))
     USING p_movie_ids;
     GET DIAGNOSTICS v_k = ROW_COUNT;

@@ -128,7 +128,8 @@ GRANT DELETE ON reelscore.similarity_vectors TO reelscore_write;
 GRANT UPDATE ON reelscore.scoring_state TO reelscore_write;
 GRANT EXECUTE ON FUNCTION
   reelscore.mark_features_stale(bigint[]), reelscore.features_sql(), reelscore.compute_features(bigint[]),
-  reelscore.rescore_movies(bigint[]), reelscore.values_changed(), reelscore.movies_deleted()
+  reelscore.rescore_movies(bigint[]), reelscore.values_changed(), reelscore.movies_deleted(),
+  reelscore.score_partition(bigint)
   TO reelscore_write;
 -- Editing profiles (history, versions, activations are written by triggers as the editor);
 -- full rescores go through the SECURITY DEFINER rescore_profile_id (it swaps partitions).
