@@ -578,13 +578,147 @@ $$;
 COMMENT ON FUNCTION reelscore.top_n_sql(float8[], jsonb, jsonb, float8) IS
   'SQL text of an exact top-N over movie_features for a set of weights (parameters: $1 min confidence, $2 limit, $3 offset): score_sql unfenced, so it can run as a parallel scan.';
 
--- The best rows of a scoring query, exact, as top_n_sql orders them. When every category that
--- enters the score is scored from its stored mean, a score is a weighted average of those means
--- and so never above the largest of them: a movie scoring at least theta has some category mean
--- of at least theta. theta is taken from the best movies of each category (their index tops,
--- scored exactly): the (lim+off)-th best score among them is a lower bound of the (lim+off)-th
--- best score overall. Only movies with a category mean >= theta are scored then (the partial
--- cat_* indexes find them); otherwise, or when theta cannot be found, every movie is.
+CREATE OR REPLACE FUNCTION reelscore.sequence_direction(p_values double precision[]) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT CASE WHEN bool_and(d >= 0) THEN 1 WHEN bool_and(d <= 0) THEN -1 END
+  FROM (SELECT p_values[i + 1] - p_values[i] AS d FROM generate_subscripts(p_values, 1) i
+        WHERE i < cardinality(p_values)) x
+$$;
+COMMENT ON FUNCTION reelscore.sequence_direction(float8[]) IS
+  '1 when the numbers never decrease, -1 when they never increase (also for one number), NULL otherwise.';
+
+-- Which way a normalization goes over the raw scale: 1 when it never decreases, -1 when it
+-- never increases, NULL when it may do both (custom steps or piecewise knots that go up and
+-- down) or may change without a definitions version bump ('percentile': the stored quantiles).
+CREATE OR REPLACE FUNCTION reelscore.normalization_direction(p_type text, p_args double precision[])
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT CASE p_type
+    WHEN 'linear' THEN CASE WHEN p_args[2] >= p_args[1] THEN 1 ELSE -1 END
+    WHEN 'logarithmic' THEN 1
+    WHEN 'sigmoid' THEN CASE WHEN p_args[1] >= 0 THEN -1 ELSE 1 END
+    WHEN 'boolean' THEN 1
+    WHEN 'custom' THEN reelscore.sequence_direction(p_args)
+    WHEN 'piecewise' THEN reelscore.sequence_direction(p_args[cardinality(p_args) / 2 + 1:])
+  END
+$$;
+COMMENT ON FUNCTION reelscore.normalization_direction(text, float8[]) IS
+  'Monotony of a normalization over raw values: 1 non-decreasing, -1 non-increasing, NULL when not monotone or not fixed by the definition (percentile).';
+
+-- A condition on metric_values v, "v.raw_value > a" or "v.raw_value < a", met by every value of
+-- the metric whose normalized value is at least p_theta (and by few others): the cut-off is found
+-- by bisection on the normalization itself between the smallest and largest raw values stored,
+-- so no normalization needs an inverse. 'false' when no value reaches p_theta, 'true' when all
+-- do, NULL when the normalization is not monotone (normalization_direction).
+CREATE OR REPLACE FUNCTION reelscore.raw_values_reaching_sql(p_metric_id smallint, p_theta double precision)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET extra_float_digits = 3   -- the cut-off is written into SQL text: every digit of it
+AS $$
+DECLARE
+  d record;
+  v_lo float8;      -- normalizes below p_theta (the raw end with the least normalized value)
+  v_hi float8;      -- normalizes at or above p_theta
+  v_mid float8;
+  v_min float8;
+  v_max float8;
+BEGIN
+  SELECT np.normalization_type, np.args, reelscore.normalization_direction(np.normalization_type, np.args) AS dir
+  INTO d FROM reelscore.metric_norm_params np WHERE np.metric_id = p_metric_id;
+  IF d.dir IS NULL OR d.normalization_type = 'percentile' THEN
+    RETURN NULL;
+  END IF;
+  SELECT min(v.raw_value), max(v.raw_value) INTO v_min, v_max FROM reelscore.metric_values v WHERE v.metric_id = p_metric_id;
+  IF v_min IS NULL THEN
+    RETURN 'false';
+  END IF;
+  IF d.dir > 0 THEN v_lo := v_min; v_hi := v_max; ELSE v_lo := v_max; v_hi := v_min; END IF;
+  IF reelscore.normalize_with(d.normalization_type, d.args, v_hi) < p_theta THEN
+    RETURN 'false';
+  ELSIF reelscore.normalize_with(d.normalization_type, d.args, v_lo) >= p_theta THEN
+    RETURN 'true';
+  END IF;
+  FOR i IN 1..100 LOOP
+    v_mid := v_lo + (v_hi - v_lo) / 2;
+    EXIT WHEN v_mid = v_lo OR v_mid = v_hi;
+    IF reelscore.normalize_with(d.normalization_type, d.args, v_mid) >= p_theta THEN v_hi := v_mid; ELSE v_lo := v_mid; END IF;
+  END LOOP;
+  -- v_lo and every raw value on its far side normalize below p_theta (monotony)
+  RETURN format('v.raw_value %s %s::float8', CASE WHEN d.dir > 0 THEN '>' ELSE '<' END, v_lo);
+END
+$$;
+COMMENT ON FUNCTION reelscore.raw_values_reaching_sql(smallint, float8) IS
+  'SQL condition on metric_values v met by every stored value of the metric that normalizes to at least p_theta (a raw-value cut-off found by bisection); NULL for a normalization that is not monotone.';
+
+-- What bounds a score from above under these weights, or NULLs when nothing usable does. A
+-- score is a weighted mean of category scores, so it is never above the largest of them; a
+-- category score is
+--   'mean' source: its stored mean (cat_*);
+--   'vector' source with every weighted metric plain (not inverted, imputed or shrunk): write
+--     each metric weight as w' = lambda * w + delta, w the registry weight, lambda the largest
+--     factor that leaves every delta >= 0; the category score is then a weighted mean of the
+--     stored mean (when lambda > 0) and of the normalized values of the metrics with delta > 0
+--     (the up-weighted ones, or all weighted ones when a registry metric lost its weight), so
+--     never above the largest of those.
+-- cat_columns: the movie_features columns of the stored means; metric_ids: the up-weighted metrics.
+CREATE OR REPLACE FUNCTION reelscore.score_upper_bounds(p_cw double precision[], p_metric jsonb, p_config jsonb,
+                                                       OUT cat_columns text[], OUT metric_ids smallint[])
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_src text[] := reelscore.category_score_sources(p_cw, p_metric, p_config);
+  v_cats text[] := reelscore.score_categories();
+  v_plain boolean;
+  v_lambda float8;
+  v_up smallint[];
+  v_monotone boolean;
+BEGIN
+  cat_columns := '{}';
+  metric_ids := '{}';
+  FOR i IN 1..5 LOOP
+    CONTINUE WHEN v_src[i] IS NULL;
+    IF v_src[i] = 'vector' THEN
+      SELECT bool_and(pl.metric_weight <= 0 OR NOT (pl.invert OR pl.impute_value IS NOT NULL
+                      OR (pl.shrink_m > 0 AND pl.shrink_votes_metric_id IS NOT NULL AND pl.shrink_prior IS NOT NULL))),
+             coalesce(min(pl.metric_weight / d.normalized_weight) FILTER (WHERE d.active AND d.normalized_weight > 0), 0)
+      INTO v_plain, v_lambda
+      FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
+      JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
+      WHERE pl.category = v_cats[i];
+      SELECT array_agg(pl.metric_id ORDER BY pl.metric_id),
+             bool_and(reelscore.normalization_direction(d.normalization_type, d.norm_args) IS NOT NULL
+                      AND d.normalization_type <> 'percentile')
+      INTO v_up, v_monotone
+      FROM reelscore.weights_plan(p_cw, p_metric, p_config) pl
+      JOIN reelscore.metric_definitions d ON d.id = pl.metric_id
+      WHERE pl.category = v_cats[i]
+        AND pl.metric_weight - v_lambda * CASE WHEN d.active THEN d.normalized_weight ELSE 0 END
+            > 1e-12 * greatest(1, pl.metric_weight);
+      IF NOT v_plain OR NOT coalesce(v_monotone, true) THEN
+        cat_columns := NULL;
+        metric_ids := NULL;
+        RETURN;
+      END IF;
+      metric_ids := metric_ids || coalesce(v_up, '{}');
+      CONTINUE WHEN v_lambda <= 0;
+    END IF;
+    cat_columns := cat_columns || format('cat_%s', v_cats[i]);
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION reelscore.score_upper_bounds(float8[], jsonb, jsonb) IS
+  'What a score under these weights is never above the largest of: stored category means (cat_columns) and normalized values of up-weighted metrics (metric_ids); NULLs when inverted, imputed or shrunk metrics, or a normalization that is not monotone, leave no such bound.';
+
+-- The best rows of a scoring query, exact, as top_n_sql orders them. A score is never above the
+-- largest of its bounds (score_upper_bounds), so a movie scoring at least theta has a bound of at
+-- least theta. theta is taken from the best movies of each bound (their index tops: the cat_*
+-- indexes, metric_values by raw value), scored exactly: the (lim+off)-th best score among them is
+-- a lower bound of the (lim+off)-th best score overall. Then only movies with a bound >= theta are
+-- scored (a bitmap of the partial cat_* indexes and the ids whose raw values reach theta, with
+-- the stale rows, whose stored values may not be their raw values); otherwise, or when theta
+-- cannot be found or the candidates are too many, every movie is.
 CREATE OR REPLACE FUNCTION reelscore.top_n(p_cw double precision[], p_metric jsonb, p_config jsonb,
                                           p_min_confidence double precision, p_lim integer, p_off integer)
 RETURNS TABLE (movie_id bigint, score double precision, confidence double precision)
@@ -592,50 +726,70 @@ LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET jit = off
 AS $$
 DECLARE
-  v_src text[] := reelscore.category_score_sources(p_cw, p_metric, p_config);
-  v_cats text[] := reelscore.score_categories();
-  v_cols text[] := '{}';
+  -- past this many movies reached through up-weighted metrics, scoring them one by one costs
+  -- about what a parallel pass over every movie does
+  c_max_ids CONSTANT integer := 50000;
+  b record;
   v_k integer := p_lim + p_off;
   v_min float8 := coalesce(p_min_confidence, 0);
+  v_vector boolean := 'vector' = ANY (reelscore.category_score_sources(p_cw, p_metric, p_config));
+  -- a margin for rounding: a weighted average of equal means may come out an ulp above them,
+  -- and the vector inner products add in single precision
+  v_margin float8 := CASE WHEN v_vector THEN 1e-5 ELSE 1e-9 END;
+  v_tops text[];
+  v_reach text[];
   v_theta float8;
   v_seen integer;
-  i integer;
+  v_ids bigint[];
+  v_filter text;
+  v_metric smallint;
 BEGIN
-  FOR i IN 1..5 LOOP
-    CONTINUE WHEN v_src[i] IS NULL;
-    IF v_src[i] <> 'mean' THEN
-      v_cols := NULL;
-      EXIT;
-    END IF;
-    v_cols := v_cols || format('cat_%s', v_cats[i]);
-  END LOOP;
-  IF cardinality(v_cols) > 0 AND v_k BETWEEN 1 AND 10000 THEN
+  SELECT * INTO b FROM reelscore.score_upper_bounds(p_cw, p_metric, p_config);
+  IF b.cat_columns IS NOT NULL AND cardinality(b.cat_columns) + cardinality(b.metric_ids) > 0
+     AND v_k BETWEEN 1 AND 10000
+     -- the raw-value bounds hold for movie_features rows computed under the current definitions
+     AND (cardinality(b.metric_ids) = 0 OR reelscore.features_current()) THEN
+    v_tops := ARRAY(SELECT format('(SELECT t.movie_id FROM reelscore.movie_features t WHERE t.%1$I IS NOT NULL '
+                                  'ORDER BY t.%1$I DESC LIMIT $2)', col.name) FROM unnest(b.cat_columns) col(name));
+    FOREACH v_metric IN ARRAY b.metric_ids LOOP
+      v_tops := v_tops || format(
+        '(SELECT v.movie_id FROM reelscore.metric_values v WHERE v.metric_id = %s ORDER BY v.raw_value %s LIMIT $2)',
+        v_metric, (SELECT CASE WHEN reelscore.normalization_direction(d.normalization_type, d.norm_args) > 0
+                               THEN 'DESC' ELSE 'ASC' END
+                   FROM reelscore.metric_definitions d WHERE d.id = v_metric));
+    END LOOP;
     EXECUTE format(
       'SELECT min(x.score), count(*) FROM ('
       '  SELECT s.score FROM (%s) s WHERE s.score IS NOT NULL AND s.confidence >= $1'
       '  ORDER BY s.score DESC LIMIT $2) x',
-      reelscore.score_sql(p_cw, p_metric, p_config, format('f.movie_id IN (%s)',
-        (SELECT string_agg(format('(SELECT t.movie_id FROM reelscore.movie_features t WHERE t.%1$I IS NOT NULL '
-                                  'ORDER BY t.%1$I DESC LIMIT $2)', c), ' UNION ')
-         FROM unnest(v_cols) c))))
+      reelscore.score_sql(p_cw, p_metric, p_config, format('f.movie_id IN (%s)', array_to_string(v_tops, ' UNION '))))
     INTO v_theta, v_seen USING v_min, v_k;
     IF v_seen = v_k THEN
-      -- a margin for rounding: a weighted average of equal means may come out an ulp above them
-      RETURN QUERY EXECUTE format(
-        'SELECT x.movie_id, x.score, x.confidence FROM (%s) x '
-        'WHERE x.score IS NOT NULL AND x.confidence >= $1 '
-        'ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3',
-        reelscore.score_sql(p_cw, p_metric, p_config,
-          (SELECT string_agg(format('f.%I >= $4', c), ' OR ') FROM unnest(v_cols) c)))
-      USING v_min, p_lim, p_off, v_theta - 1e-9;
-      RETURN;
+      v_filter := (SELECT string_agg(format('f.%I >= $4', col.name), ' OR ') FROM unnest(b.cat_columns) col(name));
+      IF cardinality(b.metric_ids) > 0 THEN
+        v_reach := ARRAY(SELECT format('SELECT v.movie_id FROM reelscore.metric_values v WHERE v.metric_id = %s AND %s',
+                                       mm.id, reelscore.raw_values_reaching_sql(mm.id, v_theta - v_margin))
+                         FROM unnest(b.metric_ids) mm(id));
+        EXECUTE format('SELECT array_agg(x.movie_id) FROM (%s LIMIT %s) x',
+                       array_to_string(v_reach, ' UNION '), c_max_ids + 1) INTO v_ids;
+        v_filter := concat_ws(' OR ', v_filter, 'f.movie_id = ANY ($5)', 'f.stale');
+      END IF;
+      IF coalesce(cardinality(v_ids), 0) <= c_max_ids THEN
+        RETURN QUERY EXECUTE format(
+          'SELECT x.movie_id, x.score, x.confidence FROM (%s) x '
+          'WHERE x.score IS NOT NULL AND x.confidence >= $1 '
+          'ORDER BY x.score DESC, x.movie_id LIMIT $2 OFFSET $3',
+          reelscore.score_sql(p_cw, p_metric, p_config, v_filter))
+        USING v_min, p_lim, p_off, v_theta - v_margin, coalesce(v_ids, '{}');
+        RETURN;
+      END IF;
     END IF;
   END IF;
   RETURN QUERY EXECUTE reelscore.top_n_sql(p_cw, p_metric, p_config, v_min) USING v_min, p_lim, p_off;
 END
 $$;
 COMMENT ON FUNCTION reelscore.top_n(float8[], jsonb, jsonb, float8, integer, integer) IS
-  'The best movies for a set of weights, exact (score descending, ties by movie id, movies without a score left out): scores only the movies whose stored category means can reach the (lim+off)-th best score when every scored category uses its stored mean, else one pass over movie_features (top_n_sql).';
+  'The best movies for a set of weights, exact (score descending, ties by movie id, movies without a score left out): scores only the movies whose upper bounds (score_upper_bounds: stored category means, normalized values of up-weighted metrics) can reach the (lim+off)-th best score, else one pass over movie_features (top_n_sql).';
 
 -- ---------------------------------------------------------------------------------------
 -- Precomputed scores

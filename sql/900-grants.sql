@@ -115,6 +115,8 @@ GRANT EXECUTE ON FUNCTION
   reelscore.score_fresh(bigint, float8[], jsonb, jsonb), reelscore.score_sql(float8[], jsonb, jsonb, text, boolean),
   reelscore.top_n_sql(float8[], jsonb, jsonb, float8), reelscore.category_score_sources(float8[], jsonb, jsonb),
   reelscore.top_n(float8[], jsonb, jsonb, float8, integer, integer), reelscore.search_titles(text, integer),
+  reelscore.normalization_direction(text, float8[]), reelscore.sequence_direction(float8[]),
+  reelscore.raw_values_reaching_sql(smallint, float8), reelscore.score_upper_bounds(float8[], jsonb, jsonb),
   reelscore.movie_score_detail(bigint, text, bigint), reelscore.movie_score(bigint, text, bigint),
   reelscore.score_movie_adhoc(bigint, jsonb), reelscore.top_movies(text, integer, integer),
   reelscore.top_movies_adhoc(jsonb, integer, integer), reelscore.explain_sentence(bigint, text)

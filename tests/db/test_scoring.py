@@ -367,6 +367,102 @@ def test_adhoc_category_weights_pruned_top_n_is_exact(conn, data, seed):
         assert len(got) == len(ref[off:off + lim])
 
 
+def _skip_only_categories(defs):
+    """Categories none of whose active metrics impute a missing value: their metric weights keep a bound."""
+    return [c for c in CATS
+            if all(d["policy"] == "skip" for d in defs if d["category"] == c and d["active"])]
+
+
+@pytest.mark.parametrize("seed", range(1, 10))
+def test_adhoc_metric_weights_bounded_top_n_is_exact(conn, data, seed):
+    """Metric weights that move away from the registry's (some up-weighted, one down-weighted, or
+    all but a few of a category switched off) still bound each category score by its stored mean
+    and the normalized values of the metrics that gained weight: top_n scores only the movies
+    that can reach the k-th best. The ranking and its pages must be the reference ranking."""
+    defs = load_defs(conn)
+    vals = load_values(conn)
+    st = stats(defs, vals)
+    rng = random.Random(seed)
+    cats = _skip_only_categories(defs)
+    assert cats
+    pool = [d for d in defs if d["active"] and d["category"] in cats]
+    chosen = rng.sample(pool, k=rng.randint(1, 3))
+    mode = seed % 3
+    metrics = {}
+    if mode == 0:      # up-weighted
+        metrics = {d["code"]: {"weight": d["nw"] * rng.uniform(1.5, 5), "enabled": True} for d in chosen}
+    elif mode == 1:    # only the chosen metrics of their categories count
+        for d in pool:
+            if d["category"] in {c["category"] for c in chosen}:
+                metrics[d["code"]] = ({"weight": rng.uniform(0.2, 3), "enabled": True} if d in chosen
+                                      else {"enabled": False})
+    else:              # one down-weighted (the others of its category gain weight relatively)
+        metrics = {chosen[0]["code"]: {"weight": chosen[0]["nw"] * rng.uniform(0.1, 0.7), "enabled": True}}
+    raw = [rng.choice([0.1, 0.5, 1.0]) for _ in CATS]
+    cw = [r / sum(raw) for r in raw]
+    weights = {"categories": dict(zip(CATS, raw)), "metrics": metrics}
+    bounds = conn.execute("SELECT * FROM reelscore.score_upper_bounds(%s, %s, '{}')",
+                          (cw, json.dumps(metrics))).fetchone()
+    assert bounds[0] is not None and bounds[1], bounds   # the bounded path is the one tested
+    mw = {code: dict(o) for code, o in metrics.items()}
+    ref = []
+    for m in range(1, 301):
+        s, _, _ = reference(defs, st, vals.get(m, {}), cw, mw)
+        if s is not None:
+            ref.append((s, m))
+    ref.sort(key=lambda t: (-t[0], t[1]))
+    for lim, off in [(10, 0), (7, 13), (30, 4)]:
+        got = conn.execute("SELECT movie_id, score FROM reelscore.top_movies_adhoc(%s, %s, %s)",
+                           (json.dumps(weights), lim, off)).fetchall()
+        assert [g[1] for g in got] == pytest.approx([r[0] for r in ref[off:off + lim]], abs=TOL)
+        assert len(got) == len(ref[off:off + lim])
+
+
+def test_bounded_top_n_sees_stale_features(conn, data):
+    """A movie whose raw value changed while scoring was deferred keeps its old normalized values
+    in movie_features until the refresh; the bound found through raw values would miss it, so
+    stale rows are always scored: top_n equals one pass over movie_features (top_n_sql)."""
+    weights = {"categories": {"rating": 1}, "metrics": {"imdb_rating": {"weight": 5, "enabled": True}}}
+    a = conn.execute("SELECT category_weights, metric_weights::text, config::text "
+                     "FROM reelscore.parse_adhoc_weights(%s)", (json.dumps(weights),)).fetchone()
+    imdb_top = conn.execute("""SELECT v.movie_id FROM reelscore.metric_values v
+                               JOIN reelscore.metric_definitions d ON d.id = v.metric_id AND d.code = 'imdb_rating'
+                               ORDER BY v.raw_value DESC, v.movie_id LIMIT 1""").fetchone()[0]
+    with conn.transaction():
+        conn.execute("SET LOCAL reelscore.defer_scoring = on")
+        conn.execute("""UPDATE reelscore.metric_values v SET raw_value = 0 FROM reelscore.metric_definitions d
+                        WHERE d.id = v.metric_id AND d.code = 'imdb_rating' AND v.movie_id = %s""", (imdb_top,))
+        assert conn.execute("SELECT stale FROM reelscore.movie_features WHERE movie_id = %s",
+                            (imdb_top,)).fetchone()[0]
+        got = conn.execute("SELECT movie_id, score FROM reelscore.top_n(%s, %s::jsonb, %s::jsonb, 0, 10, 0)",
+                           a).fetchall()
+        sql = conn.execute("SELECT reelscore.top_n_sql(%s, %s::jsonb, %s::jsonb, 0)", a).fetchone()[0]
+        conn.execute(f"PREPARE full_pass(float8, integer, integer) AS {sql}")
+        full = conn.execute("EXECUTE full_pass(0, 10, 0)").fetchall()
+        assert imdb_top in [g[0] for g in got]
+        assert got == [r[:2] for r in full]
+        raise psycopg.Rollback()
+
+
+def test_raw_values_reaching_is_every_value_that_normalizes_high_enough(conn, data):
+    """The raw-value cut-off found by bisection, for every normalization type in the registry
+    (increasing and decreasing ones): the values it selects are exactly those whose normalized
+    value reaches theta."""
+    defs = load_defs(conn)
+    rng = random.Random(11)
+    for d in defs:
+        values = [r[0] for r in conn.execute(
+            "SELECT raw_value FROM reelscore.metric_values WHERE metric_id = %s", (d["id"],))]
+        if not values:
+            continue
+        for theta in [rng.random() for _ in range(4)] + [0.0, 1.0, 1.5]:
+            cond = conn.execute("SELECT reelscore.raw_values_reaching_sql(%s::smallint, %s)",
+                                (d["id"], theta)).fetchone()[0]
+            picked = sorted(r[0] for r in conn.execute(
+                f"SELECT v.raw_value FROM reelscore.metric_values v WHERE v.metric_id = %s AND {cond}", (d["id"],)))
+            assert picked == sorted(x for x in values if normalize(d, x) >= theta), (d["code"], theta, cond)
+
+
 @pytest.mark.parametrize("weights, message", [
     ({"categories": {"ratings": 1}}, "unknown category in weights: 'ratings'"),
     ({"metrics": {"imdb_score": 1}}, "unknown metric in weights: 'imdb_score'"),
