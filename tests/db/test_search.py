@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import psycopg
@@ -356,10 +357,12 @@ def test_hostile_strings_never_reach_sql(conn, data, hostile):
 @pytest.mark.parametrize("name", ["highly rated (category >= 0.8)", "metacritic > 80 (raw)", "upper bound on raw",
                                   "hidden gems (seed combination)", "genre list is any-of", "any of two metrics"])
 def test_prefix_walk_and_full_search_agree(conn, data, name):
-    """The two ways search_movies finds a page give the same page whenever the walk fills it."""
+    """The two ways search_movies finds a page give the same page whenever the walk fills it;
+    the full search gives the same page whichever raw-value condition drives it ($6), or none."""
     tree = conn.execute("SELECT reelscore.validate_search_filters(%s)", (Jsonb(SEED_CASES[name]),)).fetchone()[0]
     conds = conn.execute("SELECT reelscore.search_conditions(%s)", (Jsonb(tree),)).fetchone()[0]
     pid = conn.execute("SELECT id FROM reelscore.weight_profiles WHERE name = 'balanced'").fetchone()[0]
+    drivers = [None] + [c["i"] for c in conds if c["kind"] == "metric" and c["measure"] == "raw"]
     filled = 0
     for lim, off, prefix in ((10, 0, 200), (10, 5, 400), (20, 0, 3000), (5, 0, 50)):
         args = (pid, Jsonb(conds), lim, off, prefix)
@@ -369,10 +372,13 @@ def test_prefix_walk_and_full_search_agree(conn, data, name):
             if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (stmt,)).fetchone():
                 conn.execute(f"DEALLOCATE {stmt}")
         conn.execute("PREPARE walk (bigint, jsonb, int, int, int) AS " + q_prefix)
-        conn.execute("PREPARE whole (bigint, jsonb, int, int) AS " + q_full)
+        conn.execute("PREPARE whole (bigint, jsonb, int, int, int, int) AS " + q_full)
         lits = [sql.Literal(json.dumps(conds)) if i == 1 else sql.Literal(a) for i, a in enumerate(args)]
         walked = conn.execute(sql.SQL("EXECUTE walk({}, {}, {}, {}, {})").format(*lits)).fetchone()[0]
-        full = conn.execute(sql.SQL("EXECUTE whole({}, {}, {}, {})").format(*lits[:4])).fetchone()[0]
+        fulls = [conn.execute(sql.SQL("EXECUTE whole({}, {}, {}, {}, NULL, {})").format(*lits[:4], sql.Literal(d)))
+                 .fetchone()[0] for d in drivers]
+        full = fulls[0]
+        assert all(f == full for f in fulls[1:]), (drivers, fulls)
         assert walked == full[:len(walked)]
         if len(walked) == lim:
             filled += 1
@@ -472,6 +478,102 @@ def test_a_sparse_match_set_walks_as_far_as_the_probe_says(conn, data):
     assert rest and not any("never executed" in line for line in rest), "\n".join(plan)
     pick = "\n".join(plan[next(i for i, line in enumerate(plan) if "CTE pick" in line):])
     assert "never executed" in pick, "\n".join(plan)
+
+
+def _section(plan: list[str], head: str) -> list[str]:
+    """The lines of the plan node starting with `head` and everything below it."""
+    start = next(i for i, line in enumerate(plan) if line.strip().startswith(head))
+    indent = len(plan[start]) - len(plan[start].lstrip())
+    end = next((i for i in range(start + 1, len(plan)) if len(plan[i]) - len(plan[i].lstrip()) <= indent), len(plan))
+    return plan[start:end]
+
+
+RARE_RAW = {
+    "low ratings": {"metric_code": "imdb_rating", "max_raw_value": 4},
+    "two raw ranges": {"filters": [{"metric_code": "tmdb_popularity", "min_raw_value": 2},
+                                   {"metric_code": "imdb_rating", "max_raw_value": 5}]},
+    "raw range, genre, years": {"filters": [{"metric_code": "imdb_rating", "max_raw_value": 5.5},
+                                            {"genre": ["Drama", "Comedy"]}, {"year_min": 1970}]},
+    "raw range and a category": {"metric_code": "rt_tomatometer", "max_raw_value": 30,
+                                 "filters": [{"category": "rating", "max_normalized": 0.7}]},
+    "raw range and an any of raw ranges": {"filters": [{"metric_code": "imdb_rating", "max_raw_value": 5}],
+                                           "any": [{"metric_code": "metacritic_score", "min_raw_value": 60},
+                                                   {"metric_code": "imdb_vote_count", "max_raw_value": 500}]},
+    "a raw bound and a normalized one on the same metric": {"metric_code": "imdb_rating", "max_raw_value": 5,
+                                                            "min_normalized": 0.3},
+    "nothing matches": {"metric_code": "imdb_rating", "max_raw_value": 0.5},
+}
+
+
+@pytest.mark.parametrize("name", list(RARE_RAW))
+@pytest.mark.parametrize("lim,off", [(1000, 0), (7, 0), (10, 23)])
+def test_a_rare_raw_value_condition_drives_the_full_search(conn, data, name, lim, off):
+    """Raw-value ranges that match few movies, alone and with other conditions: the full search
+    starts from the movie ids of the fewest-matching one (an array, looked up in the scores'
+    key), and its pages are the independent ranking."""
+    cond = RARE_RAW[name]
+    sc = scores(conn)
+    universe = [m for m in sc if not near_boundary(data, cond, m)]
+    want = [m for m in expected_order(universe, sc) if holds(data, cond, m)]
+    got = [r[0] for r in search(conn, cond, lim=lim, off=off)]
+    assert [m for m in got if m in set(universe)] == want[off:off + lim]
+    assert len(want) > 0 or name == "nothing matches"
+
+
+def test_the_fewest_matching_raw_value_condition_drives(conn, data):
+    """search_query's 'few': the number of the required raw-value condition with the fewest
+    matches under the cap (the first of equal counts), NULL when none is under it or none is
+    required; counted here from the generated values."""
+    conds = [{"metric_code": "imdb_vote_count", "min_raw_value": 100},          # most movies
+             {"metric_code": "metacritic_score", "min_raw_value": 75},
+             {"metric_code": "imdb_rating", "max_raw_value": 4.5},
+             {"metric_code": "rt_tomatometer", "min_raw_value": 90}]
+    n = [sum(1 for v in data["raw"][c["metric_code"]].values() if bound_ok(v, c, "raw_value")) for c in conds]
+
+    def few(filters, cap):
+        tree = conn.execute("SELECT reelscore.validate_search_filters(%s)", (Jsonb(filters),)).fetchone()[0]
+        text = conn.execute("SELECT reelscore.search_query(%s, 'few')", (Jsonb(tree),)).fetchone()[0]
+        if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'few'").fetchone():
+            conn.execute("DEALLOCATE few")
+        conn.execute("PREPARE few (jsonb, int) AS " + text)
+        fj = json.dumps(conn.execute("SELECT reelscore.search_conditions(%s)", (Jsonb(tree),)).fetchone()[0])
+        return conn.execute(sql.SQL("EXECUTE few({}, {})").format(sql.Literal(fj), sql.Literal(cap))).fetchone()[0]
+
+    assert len(set(n)) == len(n) and min(n) > 0, n
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]):
+        filters = {"filters": [conds[k] for k in order]}
+        best = min(range(4), key=lambda j: n[order[j]])
+        assert few(filters, 100000) == best + 1, (order, n)
+        assert few(filters, n[order[best]]) is None            # under the cap: none
+        assert few(filters, n[order[best]] + 1) == best + 1
+    # equal counts: the first
+    assert few({"filters": [conds[2], conds[2]]}, 100000) == 1
+    # a raw range under "any" is not required of every match: it never drives
+    assert few({"any": [conds[2], conds[3]]}, 100000) is None
+    assert few({"category": "rating", "min_normalized": 0.5}, 100000) is None
+
+
+def test_the_full_search_reads_the_driving_ids_index_only_in_key_order(conn, data):
+    """The plan of a full search driven by a rare raw-value range: its movie ids index-only
+    from metric_values (metric_id, raw_value) INCLUDE (observed_at, movie_id), one scan of
+    the scores' primary key with the array, and no second look-up of the condition per
+    movie; without a driver ($6 NULL) the condition stays a test per movie."""
+    cond = {"filters": [{"metric_code": "imdb_rating", "max_raw_value": 4}, {"genre": "Drama"}]}
+    # an index-only scan needs the pages marked all-visible, as vacuum leaves them (the module
+    # loaded the values just now)
+    conn.execute("VACUUM (ANALYZE) reelscore.metric_values")
+    plan = [r[0] for r in conn.execute("SELECT reelscore.search_explain(%s, 'balanced', 50, 0, true)",
+                                       (Jsonb(cond),))]
+    pick = _section(plan, "CTE pick")
+    text = "\n".join(pick)
+    assert "never executed" not in pick[1], "the full search must run for the test to mean anything\n" + text
+    assert any(re.search(r"Index Scan using movie_scores_p\d+_pkey", line) for line in pick), text
+    assert any("Index Cond: (movie_id = ANY (" in line for line in pick), text
+    assert any("Index Only Scan using metric_values_metric_value_observed" in line for line in pick), text
+    assert "metric_values_pkey" not in text, text
+    index = conn.execute("SELECT pg_get_indexdef('reelscore.metric_values_metric_value_observed'::regclass)"
+                         ).fetchone()[0]
+    assert index.endswith("(metric_id, raw_value) INCLUDE (observed_at, movie_id)"), index
 
 
 # ---------------------------------------------------------------------------------------
