@@ -576,6 +576,65 @@ def test_the_full_search_reads_the_driving_ids_index_only_in_key_order(conn, dat
     assert index.endswith("(metric_id, raw_value) INCLUDE (observed_at, movie_id)"), index
 
 
+def _popularity_movie(conn, data):
+    """A movie with a tmdb_popularity value, its slot in the feature vector and its exact
+    normalized value (as the registry computes it)."""
+    code = "tmdb_popularity"
+    m = sorted(data["raw"][code])[17]
+    v = conn.execute("SELECT reelscore.normalize_value(%s, %s)", (code, data["raw"][code][m])).fetchone()[0]
+    assert abs(v - data["norm"][code][m]) < 1e-12
+    return m, data["defs"][code]["slot"], v
+
+
+def _set_stored_value(conn, movie_id, slot, value, stale):
+    """Overwrite one normalized value stored in a movie's feature row (what search may read)."""
+    conn.execute("""UPDATE reelscore.movie_features f
+                    SET nvec = (SELECT array_agg(CASE WHEN u.i = %s THEN %s::real ELSE u.x END ORDER BY u.i)
+                                FROM unnest(f.nvec::real[]) WITH ORDINALITY AS u(x, i))::real[]::vector,
+                        stale = %s
+                    WHERE f.movie_id = %s""", (slot, value, stale, movie_id))
+
+
+def test_a_normalized_condition_reads_the_stored_features_and_is_exact_at_its_bound(conn, data):
+    """A normalized metric condition is decided from movie_features' stored value (single
+    precision) unless the value is within 1e-6 of a bound, where the raw value decides: a bound
+    equal to a movie's exact normalized value keeps it, a bound just past it drops it."""
+    m, slot, v = _popularity_movie(conn, data)
+    same = sorted(k for k, raw in data["raw"]["tmdb_popularity"].items() if raw == data["raw"]["tmdb_popularity"][m])
+    cond = {"metric_code": "tmdb_popularity", "min_normalized": v, "max_normalized": v}
+    plan = "\n".join(r[0] for r in conn.execute("SELECT reelscore.search_explain(%s)", (Jsonb(cond),)))
+    assert "nvec" in plan and "movie_features" in plan, plan
+    assert sorted(r[0] for r in search(conn, cond)) == same
+    assert m not in [r[0] for r in search(conn, {"metric_code": "tmdb_popularity", "min_normalized": v + 1e-12})]
+    assert m not in [r[0] for r in search(conn, {"metric_code": "tmdb_popularity", "max_normalized": v - 1e-12})]
+    # the hidden gems' shape, against the independent computation with no boundary exclusion
+    gems = {"filters": [{"metric_code": "tmdb_popularity", "max_normalized": v},
+                        {"category": "rating", "min_normalized": 0.5}]}
+    sc = scores(conn)
+    want = [k for k in expected_order(list(sc), sc)
+            if data["norm"]["tmdb_popularity"].get(k, 9) <= v and data["cats"]["rating"].get(k, -1) >= 0.5]
+    assert [r[0] for r in search(conn, gems)] == want[:1000] and m in want
+
+
+def test_stored_features_decide_only_while_they_are_current(conn, data):
+    """With the stored value altered, the search follows it while the row is current (the test
+    can tell the paths apart), and the raw value decides once the row is stale or the
+    definitions changed since the features were built."""
+    m, slot, v = _popularity_movie(conn, data)
+    # a narrow window around the movie's value: its matches fit in one page
+    low = {"metric_code": "tmdb_popularity", "min_normalized": max(0.0, v - 0.001), "max_normalized": min(1.0, v + 0.001)}
+    assert m in [r[0] for r in search(conn, low)]
+    with conn.transaction(force_rollback=True):
+        _set_stored_value(conn, m, slot, 0.99, stale=False)
+        assert m not in [r[0] for r in search(conn, low)], "the stored value was not read"
+        _set_stored_value(conn, m, slot, 0.99, stale=True)
+        assert m in [r[0] for r in search(conn, low)]
+        _set_stored_value(conn, m, slot, 0.99, stale=False)
+        conn.execute("UPDATE reelscore.scoring_state SET definitions_changed_at = clock_timestamp()")
+        assert not conn.execute("SELECT reelscore.features_current()").fetchone()[0]
+        assert m in [r[0] for r in search(conn, low)]
+
+
 # ---------------------------------------------------------------------------------------
 # parse_query in the server, fed to search_movies
 # ---------------------------------------------------------------------------------------
