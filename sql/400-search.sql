@@ -615,7 +615,9 @@ BEGIN
         ||   'WHEN probe.ids IS NULL OR cardinality(probe.ids) >= $4 + $3 THEN probe.ids '
         ||   'WHEN 2 * cardinality(probe.ids) * $5 < ($4 + $3) * ' || c_probe || ' AND ($6 IS NOT NULL'
         ||   CASE WHEN jsonb_array_length(v_cats) > 0
-                  THEN format(' OR (SELECT count(*) FROM (SELECT 1 FROM reelscore.movie_features f WHERE %s '
+                  -- SELECT of no column: the bitmap scan reads visibility instead of tuples where
+                  -- it can (hidden gems at 1M: 11-13 -> 6-7 ms)
+                  THEN format(' OR (SELECT count(*) FROM (SELECT FROM reelscore.movie_features f WHERE %s '
                               'LIMIT %s) few) < %s',
                               reelscore.search_predicate(jsonb_build_object('op', 'and', 'items', v_cats)), c_few, c_few)
                   ELSE '' END || ') THEN probe.ids '
