@@ -159,7 +159,7 @@ GRANT EXECUTE ON FUNCTION
   reelscore.search_movies(jsonb, text, integer, integer), reelscore.validate_search_filters(jsonb),
   reelscore.search_explain(jsonb, text, integer, integer, boolean, text), reelscore.search_query(jsonb, text),
   reelscore.search_filter_node(jsonb, text, integer, integer), reelscore.search_filter_error(text, text, jsonb),
-  reelscore.search_predicate(jsonb), reelscore.search_matched_expr(jsonb), reelscore.search_conditions(jsonb), reelscore.search_required_conditions(jsonb),
+  reelscore.search_predicate(jsonb, boolean), reelscore.search_matched_expr(jsonb), reelscore.search_conditions(jsonb), reelscore.search_required_conditions(jsonb),
   reelscore.search_profile_id(text), reelscore.search_check_page(integer, integer),
   reelscore.jsonb_text_array(jsonb), reelscore.jsonb_float_array(jsonb),
   reelscore.similar_movies(bigint, integer, boolean), reelscore.similar_movies_exact(bigint, integer, boolean),

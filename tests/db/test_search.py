@@ -596,17 +596,27 @@ def _set_stored_value(conn, movie_id, slot, value, stale):
 
 
 def test_a_normalized_condition_reads_the_stored_features_and_is_exact_at_its_bound(conn, data):
-    """A normalized metric condition is decided from movie_features' stored value (single
-    precision) unless the value is within 1e-6 of a bound, where the raw value decides: a bound
-    equal to a movie's exact normalized value keeps it, a bound just past it drops it."""
+    """With a category condition (the query reads movie_features anyway), a normalized metric
+    condition is decided from the feature row's stored value (single precision) unless the
+    value is within 1e-6 of a bound, where the raw value decides: a bound equal to a movie's
+    exact normalized value keeps it, a bound just past it drops it. Without a category
+    condition the raw value is looked up as before."""
     m, slot, v = _popularity_movie(conn, data)
-    same = sorted(k for k, raw in data["raw"]["tmdb_popularity"].items() if raw == data["raw"]["tmdb_popularity"][m])
-    cond = {"metric_code": "tmdb_popularity", "min_normalized": v, "max_normalized": v}
+    pop = {"category": "popularity", "min_normalized": 0}
+    assert m in data["cats"]["popularity"]
+    same = sorted(k for k, raw in data["raw"]["tmdb_popularity"].items()
+                  if raw == data["raw"]["tmdb_popularity"][m] and k in data["cats"]["popularity"])
+    cond = {"filters": [{"metric_code": "tmdb_popularity", "min_normalized": v, "max_normalized": v}, pop]}
     plan = "\n".join(r[0] for r in conn.execute("SELECT reelscore.search_explain(%s)", (Jsonb(cond),)))
-    assert "nvec" in plan and "movie_features" in plan, plan
+    assert "nvec" in plan, plan
+    alone = cond["filters"][0]
+    plan = "\n".join(r[0] for r in conn.execute("SELECT reelscore.search_explain(%s)", (Jsonb(alone),)))
+    assert "nvec" not in plan and "movie_features" not in plan, plan
     assert sorted(r[0] for r in search(conn, cond)) == same
-    assert m not in [r[0] for r in search(conn, {"metric_code": "tmdb_popularity", "min_normalized": v + 1e-12})]
-    assert m not in [r[0] for r in search(conn, {"metric_code": "tmdb_popularity", "max_normalized": v - 1e-12})]
+    for bound in ({"min_normalized": v + 1e-12, "max_normalized": v + 0.01},
+                  {"min_normalized": v - 0.01, "max_normalized": v - 1e-12}):
+        got = [r[0] for r in search(conn, {"filters": [{"metric_code": "tmdb_popularity", **bound}, pop]})]
+        assert m not in got and 0 < len(got) < 1000
     # the hidden gems' shape, against the independent computation with no boundary exclusion
     gems = {"filters": [{"metric_code": "tmdb_popularity", "max_normalized": v},
                         {"category": "rating", "min_normalized": 0.5}]}
@@ -622,7 +632,8 @@ def test_stored_features_decide_only_while_they_are_current(conn, data):
     definitions changed since the features were built."""
     m, slot, v = _popularity_movie(conn, data)
     # a narrow window around the movie's value: its matches fit in one page
-    low = {"metric_code": "tmdb_popularity", "min_normalized": max(0.0, v - 0.001), "max_normalized": min(1.0, v + 0.001)}
+    low = {"filters": [{"metric_code": "tmdb_popularity", "min_normalized": max(0.0, v - 0.001),
+                        "max_normalized": min(1.0, v + 0.001)}, {"category": "popularity", "min_normalized": 0}]}
     assert m in [r[0] for r in search(conn, low)]
     with conn.transaction(force_rollback=True):
         _set_stored_value(conn, m, slot, 0.99, stale=False)
