@@ -203,6 +203,22 @@ def scoring(b: Bench, p: Plan) -> None:
                 "max_abs_diff_vs_naive_50_movies"] = max(diffs)
     else:
         b.unavailable(g, "movie_score(movie_id, profile)", "latency", "reelscore.movie_score does not exist yet")
+    # the same score computed fresh from the movie's raw values (what movie_score does when the
+    # precomputed row is stale or missing): score_movie_adhoc with the profile's own weights
+    fresh_name = "movie_score fresh from raw values (score_movie_adhoc, the profile's weights)"
+    if b.has_function("score_movie_adhoc"):
+        w = json.dumps({"profile": PROFILE})
+        b.latency(g, fresh_name,
+                  lambda i: b.conn.execute("SELECT reelscore.score_movie_adhoc(%s, %s::jsonb)", (ids[i], w)).fetchall(),
+                  p.calls, p.warm, baseline=naive_one_name,
+                  plan_sql=("SELECT reelscore.score_movie_adhoc(%s, %s::jsonb)", (ids[0], w)))
+        if b.has_function("movie_score"):
+            diffs = [abs(float(b.scalar("SELECT reelscore.score_movie_adhoc(%s, %s::jsonb)", (mid, w)) or 0)
+                         - float(b.scalar("SELECT reelscore.movie_score(%s, %s)", (mid, PROFILE)) or 0))
+                     for mid in ids[:50]]
+            b.rows[-1].extra["max_abs_diff_vs_precomputed_50_movies"] = max(diffs)
+    else:
+        b.unavailable(g, fresh_name, "latency", "reelscore.score_movie_adhoc does not exist yet")
 
     naive_top = peers.naive_score_sql(tail="ORDER BY score DESC LIMIT 100")
     naive_top_name = "naive: top 100 (EAV GROUP BY, sort)"

@@ -98,6 +98,9 @@ def markdown(doc: dict[str, Any], plans_rel: str) -> str:
                     notes.append(f"same results: {'yes' if r[key] else '**no**'}")
             if "max_abs_diff_vs_naive_50_movies" in r:
                 notes.append(f"max |score − naive| over 50 movies: {r['max_abs_diff_vs_naive_50_movies']:.2g}")
+            if "max_abs_diff_vs_precomputed_50_movies" in r:
+                notes.append("max |fresh − precomputed| over 50 movies: "
+                             f"{r['max_abs_diff_vs_precomputed_50_movies']:.2g}")
             if r.get("failed_transactions"):
                 notes.append(f"{r['failed_transactions']} failed transactions")
             if r.get("plan"):

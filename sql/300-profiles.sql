@@ -703,13 +703,16 @@ AS $$
          x.w > 0,
          coalesce(p_config -> 'invert' ? d.code, false),
          CASE d.missing_policy WHEN 'constant' THEN d.missing_value WHEN 'median' THEN st.median_normalized END,
-         sv.id,
+         -- the votes metric named by the shrinkage setting, looked up only for a metric that has
+         -- one (a look-up for every metric was a third of a fresh score's breakdown)
+         CASE WHEN p_config #> ARRAY['shrinkage', d.code] ? 'votes' THEN
+           (SELECT sv.id FROM reelscore.metric_definitions sv
+            WHERE sv.code = p_config #>> ARRAY['shrinkage', d.code, 'votes']) END,
          (p_config #>> ARRAY['shrinkage', d.code, 'm'])::float8,
          coalesce((p_config #>> ARRAY['shrinkage', d.code, 'prior'])::float8, st.mean_normalized),
          d.missing_policy::text
   FROM reelscore.metric_definitions d
   LEFT JOIN reelscore.metric_score_stats st ON st.metric_id = d.id
-  LEFT JOIN reelscore.metric_definitions sv ON sv.code = p_config #>> ARRAY['shrinkage', d.code, 'votes']
   CROSS JOIN LATERAL (
     SELECT coalesce(p_cw[array_position(reelscore.score_categories(), d.category::text)], 0) AS cw,
            CASE WHEN d.active AND coalesce((p_metric #>> ARRAY[d.code, 'enabled'])::boolean, true)
