@@ -717,7 +717,10 @@ AS $$
     SELECT coalesce(p_cw[array_position(reelscore.score_categories(), d.category::text)], 0) AS cw,
            CASE WHEN d.active AND coalesce((p_metric #>> ARRAY[d.code, 'enabled'])::boolean, true)
                 THEN coalesce((p_metric #>> ARRAY[d.code, 'weight'])::float8, d.normalized_weight)
-                ELSE 0 END AS w) x
+                ELSE 0 END AS w
+    -- OFFSET 0: w once per metric; pulled up, its expression was copied into each of the six
+    -- places that use it (0.34 -> 0.23 ms a plan)
+    OFFSET 0) x
   WINDOW c AS (PARTITION BY d.category)
 $$;
 COMMENT ON FUNCTION reelscore.weights_plan(float8[], jsonb, jsonb) IS
