@@ -247,3 +247,88 @@ def duckdb_scores(pq: Path, weights) -> object:
       GROUP BY movie_id""").df()
     con.close()
     return df.set_index("movie_id")["score"]
+
+
+# --- wide peers: one column per metric, normalized once (as movie_features holds them) ----
+def wide_normalized(conn: psycopg.Connection, weights) -> dict:
+    """The same rows as a dense movies x metrics matrix of normalized values (NaN where a
+    movie has no value), built once and not timed: the layout the issue's fastest peers
+    (numpy, DuckDB over a wide table) start from. Only the metrics of bench.weights."""
+    buf = io.BytesIO()
+    with conn.cursor().copy("COPY (SELECT v.movie_id, v.metric_id, v.raw_value FROM reelscore.metric_values v "
+                            "JOIN bench.weights w ON w.metric_id = v.metric_id) TO STDOUT (FORMAT binary)") as cp:
+        for chunk in cp:
+            buf.write(chunk)
+    raw = buf.getbuffer()
+    dt = np.dtype([("nf", ">i2"), ("l0", ">i4"), ("movie", ">i8"), ("l1", ">i4"), ("m", ">i2"),
+                   ("l2", ">i4"), ("v", ">f8")])
+    rec = np.frombuffer(raw[19:len(raw) - 2], dtype=dt)
+    movie_ids, row = np.unique(rec["movie"].astype(np.int64), return_inverse=True)
+    metric_ids = [int(m) for m in weights["metric_id"]]
+    col = {m: j for j, m in enumerate(metric_ids)}
+    params = {int(r.metric_id): (r.normalization_type, list(r.args)) for r in weights.itertuples()}
+    mids = rec["m"].astype(np.int64)
+    x = np.full((movie_ids.size, len(metric_ids)), np.nan)
+    x[row, np.array([col[m] for m in mids])] = np_normalize(params, mids, rec["v"].astype(np.float64))
+    present = ~np.isnan(x)
+    # also as movie_features holds them: values with 0 where missing, presence as 0/1
+    return {"movie_ids": movie_ids, "x": x, "x0": np.where(present, x, 0.0), "p": present.astype(np.float64),
+            "metric_ids": metric_ids,
+            "weight": weights["weight"].to_numpy(np.float64), "category": list(weights["category"]),
+            "cat_weight": weights["cat_weight"].to_numpy(np.float64)}
+
+
+def numpy_wide_scores(wide: dict) -> object:
+    """The score over the wide matrix: per category the weighted mean of the present metrics,
+    then the category-weighted mean over the categories a movie has (the naive query's
+    semantics), as two matrix products (movies x metrics by metrics x categories) over the
+    zero-filled values and the presence matrix (movie_features' nvec and pvec)."""
+    import pandas as pd
+    x = wide["x"]
+    cats = [c for c in CATEGORIES if c in wide["category"]]
+    w = np.zeros((x.shape[1], len(cats)))
+    cw = np.zeros(len(cats))
+    for k, c in enumerate(wide["category"]):
+        w[k, cats.index(c)] = wide["weight"][k]
+        cw[cats.index(c)] = wide["cat_weight"][k]
+    wsum = wide["p"] @ w
+    wx = wide["x0"] @ w
+    has = (wsum > 0) & (cw > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(has, wx / np.where(has, wsum, 1.0), 0.0)
+    den = has @ cw
+    keep = den > 0
+    return pd.Series((s @ cw)[keep] / den[keep], index=wide["movie_ids"][keep], name="score")
+
+
+def duckdb_wide_scores(con, wide: dict) -> object:
+    """The same score in DuckDB over a wide table (one column per metric, normalized), which
+    `con` holds as table wide (see duckdb_wide_table): per category the weighted sum and the
+    weight present, then the category-weighted mean."""
+    sums, num, den = [], [], []
+    for cat in CATEGORIES:
+        j = [k for k, c in enumerate(wide["category"]) if c == cat]
+        if not j or float(wide["cat_weight"][j[0]]) <= 0:
+            continue
+        cw = float(wide["cat_weight"][j[0]])
+        sums.append(" + ".join(f"{float(wide['weight'][k])!r} * coalesce(m{k}, 0)" for k in j) + f" AS wx_{cat}")
+        sums.append(" + ".join(f"CASE WHEN m{k} IS NULL THEN 0 ELSE {float(wide['weight'][k])!r} END" for k in j)
+                    + f" AS ws_{cat}")
+        num.append(f"CASE WHEN ws_{cat} > 0 THEN {cw!r} * wx_{cat} / ws_{cat} ELSE 0 END")
+        den.append(f"CASE WHEN ws_{cat} > 0 THEN {cw!r} ELSE 0 END")
+    df = con.execute(f"SELECT movie_id, score FROM (SELECT movie_id, ({' + '.join(num)}) / nullif({' + '.join(den)}, 0) "
+                     f"AS score FROM (SELECT movie_id, {', '.join(sums)} FROM wide)) WHERE score IS NOT NULL").df()
+    return df.set_index("movie_id")["score"]
+
+
+def duckdb_wide_table(wide: dict):
+    """A DuckDB connection holding the wide matrix as table wide (movie_id, m0, m1, ...)."""
+    import duckdb
+    import pandas as pd
+    frame = pd.DataFrame(wide["x"], columns=[f"m{k}" for k in range(wide["x"].shape[1])])
+    frame.insert(0, "movie_id", wide["movie_ids"])
+    con = duckdb.connect()
+    con.register("wide_frame", frame)
+    con.execute("CREATE TABLE wide AS SELECT * FROM wide_frame")
+    con.unregister("wide_frame")
+    return con
