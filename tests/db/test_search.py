@@ -576,6 +576,20 @@ def test_the_full_search_reads_the_driving_ids_index_only_in_key_order(conn, dat
     assert index.endswith("(metric_id, raw_value) INCLUDE (observed_at, movie_id)"), index
 
 
+def test_the_walk_tests_genre_and_year_index_only(conn, data):
+    """A walk testing genre and year reads movies (id) INCLUDE (release_year, genres) alone
+    (migration 0020), once vacuum has marked the pages all-visible; the page is unchanged."""
+    cond = {"genre": "Drama", "year_min": 1960}
+    conn.execute("VACUUM (ANALYZE) reelscore.movies")
+    plan = [r[0] for r in conn.execute("SELECT reelscore.search_explain(%s, 'balanced', 20, 0, true)", (Jsonb(cond),))]
+    text = "\n".join(plan)
+    walk = [line for line in plan if re.search(r" on movies m \(", line)]   # the walk's test (m), not the rows (mv)
+    assert walk and all("Index Only Scan using movies_id_year_genres" in line for line in walk), text
+    sc = scores(conn)
+    want = [m for m in expected_order(list(sc), sc) if holds(data, cond, m)]
+    assert [r[0] for r in search(conn, cond, lim=20)] == want[:20]
+
+
 def _popularity_movie(conn, data):
     """A movie with a tmdb_popularity value, its slot in the feature vector and its exact
     normalized value (as the registry computes it)."""
