@@ -341,8 +341,8 @@ DECLARE
   v_val text;
   v_conds text[] := '{}';
   v_exists text;
-  v_near text[];
-  v_far text[];
+  v_in text[];    -- tests that the stored value is inside the range by more than the margin
+  v_out text[];   -- ... outside it by more than the margin
 BEGIN
   IF p_node ? 'op' THEN
     -- Cheap tests first (columns of the joined rows), metric look-ups last: AND stops early.
@@ -403,21 +403,21 @@ BEGIN
     -- has f at hand anyway, instead of looking the raw value up: the hidden gems' 1,574
     -- candidates at 1M spent 25 ms of their 35 ms in those look-ups. (Joining f only for this
     -- is no gain: one look-up replaces another, of a wider row; a walk over "tomatometer >=
-    -- 0.9" took 7.6 -> 10.5 ms at 1M, side by side.) The stored value is the
-    -- same normalization of the same raw value, in single precision, so it decides only
-    -- when it is more than 1e-6 from a bound (single precision is within 6e-8 in 0..1);
-    -- nearer a bound, and for a row whose features lag its values (stale, or definitions
-    -- changed since the last rebuild), the look-up decides.
+    -- 0.9" took 7.6 -> 10.5 ms at 1M, side by side.) The stored value is the same
+    -- normalization of the same raw value in single precision, so it decides only when it is
+    -- more than 1e-6 from a bound (single precision is within 6e-8 on 0..1); nearer a bound,
+    -- and for a row whose features lag its values (stale, or definitions changed since the
+    -- last rebuild), the look-up decides.
     v_val := format('(f.nvec::real[])[(%s ->> ''slot'')::integer]', v_ref);
-    v_near := '{}';
-    v_far := '{}';
+    v_in := '{}';
+    v_out := '{}';
     IF p_node ? 'min' THEN
-      v_far := v_far || format('%s < (%s ->> ''min'')::float8 - 1e-6', v_val, v_ref);
-      v_near := v_near || format('%s >= (%s ->> ''min'')::float8 + 1e-6', v_val, v_ref);
+      v_out := v_out || format('%s < (%s ->> ''min'')::float8 - 1e-6', v_val, v_ref);
+      v_in := v_in || format('%s >= (%s ->> ''min'')::float8 + 1e-6', v_val, v_ref);
     END IF;
     IF p_node ? 'max' THEN
-      v_far := v_far || format('%s > (%s ->> ''max'')::float8 + 1e-6', v_val, v_ref);
-      v_near := v_near || format('%s <= (%s ->> ''max'')::float8 - 1e-6', v_val, v_ref);
+      v_out := v_out || format('%s > (%s ->> ''max'')::float8 + 1e-6', v_val, v_ref);
+      v_in := v_in || format('%s <= (%s ->> ''max'')::float8 - 1e-6', v_val, v_ref);
     END IF;
     -- the look-up keyed on f, not s: the whole test is then about f alone, and the planner
     -- applies it on f's rows before their scores are looked up
@@ -425,7 +425,7 @@ BEGIN
     RETURN format('(CASE WHEN f.stale OR NOT (SELECT reelscore.features_current()) THEN %1$s '
                   'WHEN get_bit(f.present, (%2$s ->> ''slot'')::integer - 1) = 0 THEN false '
                   'WHEN %3$s THEN false WHEN %4$s THEN true ELSE %1$s END)',
-                  v_exists, v_ref, array_to_string(v_far, ' OR '), array_to_string(v_near, ' AND '));
+                  v_exists, v_ref, array_to_string(v_out, ' OR '), array_to_string(v_in, ' AND '));
   END IF;
   RETURN '(' || array_to_string(v_conds, ' AND ') || ')';
 END
