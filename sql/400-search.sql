@@ -341,6 +341,7 @@ DECLARE
   v_val text;
   v_conds text[] := '{}';
   v_exists text;
+  v_stored boolean;
   v_in text[];    -- tests that the stored value is inside the range by more than the margin
   v_out text[];   -- ... outside it by more than the margin
 BEGIN
@@ -393,10 +394,13 @@ BEGIN
   END IF;
   IF p_node ->> 'kind' = 'metric' THEN
     -- A metric condition holds when the movie has the metric and its value is in range.
-    v_exists := format('EXISTS (SELECT 1 FROM reelscore.metric_values v WHERE v.movie_id = s.movie_id '
+    v_stored := p_stored AND p_node ->> 'measure' = 'normalized' AND p_node ? 'slot';
+    -- keyed on f when the stored value is read: the whole test is then about f alone, and the
+    -- planner applies it on f's rows before their scores are looked up
+    v_exists := format('EXISTS (SELECT 1 FROM reelscore.metric_values v WHERE v.movie_id = %s.movie_id '
                        'AND v.metric_id = (%s ->> ''metric_id'')::smallint AND %s)',
-                       v_ref, array_to_string(v_conds, ' AND '));
-    IF p_node ->> 'measure' <> 'normalized' OR NOT p_node ? 'slot' OR NOT p_stored THEN
+                       CASE WHEN v_stored THEN 'f' ELSE 's' END, v_ref, array_to_string(v_conds, ' AND '));
+    IF NOT v_stored THEN
       RETURN v_exists;
     END IF;
     -- A normalized condition reads the value stored in the movie's feature row when the query
@@ -419,9 +423,6 @@ BEGIN
       v_out := v_out || format('%s > (%s ->> ''max'')::float8 + 1e-6', v_val, v_ref);
       v_in := v_in || format('%s <= (%s ->> ''max'')::float8 - 1e-6', v_val, v_ref);
     END IF;
-    -- the look-up keyed on f, not s: the whole test is then about f alone, and the planner
-    -- applies it on f's rows before their scores are looked up
-    v_exists := replace(v_exists, 'v.movie_id = s.movie_id', 'v.movie_id = f.movie_id');
     RETURN format('(CASE WHEN f.stale OR NOT (SELECT reelscore.features_current()) THEN %1$s '
                   'WHEN get_bit(f.present, (%2$s ->> ''slot'')::integer - 1) = 0 THEN false '
                   'WHEN %3$s THEN false WHEN %4$s THEN true ELSE %1$s END)',
