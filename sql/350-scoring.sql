@@ -835,9 +835,54 @@ REVOKE ALL ON FUNCTION reelscore.grant_partition_like_parent(regclass) FROM PUBL
 COMMENT ON FUNCTION reelscore.grant_partition_like_parent(regclass) IS
   'Grant a movie_scores partition the privileges movie_scores has (rescore_movies writes into partitions directly).';
 
+-- The floor of a new partition's ranking index: about the score of its n-th best row, n the
+-- setting reelscore.ranking_index_rows (default 50,000), estimated from a sample of about
+-- 10,000 rows (the exact rank costs a sort of every row, which the partial index saves; the
+-- whole table when it is that small). -Infinity for up to 2n rows: then the index covers them
+-- all. The estimate only sets how many rows the index holds; the readers are exact whatever
+-- it is.
+CREATE OR REPLACE FUNCTION reelscore.sampled_ranking_floor(p_partition regclass, p_rows bigint) RETURNS double precision
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+DECLARE
+  v_n bigint := coalesce(nullif(current_setting('reelscore.ranking_index_rows', true), '')::bigint, 50000);
+  v_floor double precision;
+BEGIN
+  IF v_n < 1 THEN
+    RAISE EXCEPTION 'reelscore.ranking_index_rows must be at least 1, got %', v_n
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p_rows <= 2 * v_n THEN
+    RETURN '-Infinity';
+  END IF;
+  EXECUTE format('SELECT percentile_disc(%s) WITHIN GROUP (ORDER BY t.score) '
+                 'FROM %s t TABLESAMPLE SYSTEM (%s) WHERE t.score IS NOT NULL',
+                 1 - v_n::float8 / p_rows, p_partition, least(100, 1e6 / p_rows)) INTO v_floor;
+  RETURN coalesce(v_floor, '-Infinity');
+END
+$$;
+REVOKE ALL ON FUNCTION reelscore.sampled_ranking_floor(regclass, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION reelscore.sampled_ranking_floor(regclass, bigint) IS
+  'Internal to rescore_profile_id: the score above which about the best reelscore.ranking_index_rows (default 50,000) rows of a new score partition lie (from a sample of ~10,000 rows), the floor of its partial ranking index; -Infinity for up to twice that many rows.';
+
+-- The floor of a profile's partial ranking index, as its last full rescore chose it (top_floor):
+-- the readers take the rows at or above it from the index. -Infinity when the index holds
+-- every row (partitions built before migration 0021) or the profile has no scores.
+CREATE OR REPLACE FUNCTION reelscore.ranking_floor(p_profile_id bigint) RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+  SELECT coalesce((SELECT st.top_floor FROM reelscore.profile_score_state st WHERE st.profile_id = p_profile_id),
+                  '-Infinity')
+$$;
+COMMENT ON FUNCTION reelscore.ranking_floor(bigint) IS
+  'The score floor of a profile''s ranking index (movie_scores_p<id>_top holds the rows with score >= it; the rest are read by a scan when a page reaches below it); -Infinity when it holds every row.';
+
 -- Full rescore of one profile: build its partition anew and swap it in (build-and-swap, so
--- readers see the old scores until the commit). Partitions are unlogged and indexed each on
--- their own: PRIMARY KEY (movie_id) and _top (score DESC NULLS LAST, movie_id).
+-- readers see the old scores until the commit). Partitions are unlogged (migration 0018) and
+-- indexed each on their own: PRIMARY KEY (movie_id) and the ranking _top (score DESC NULLS
+-- LAST, movie_id) over the rows at or above profile_score_state.top_floor (migration 0021).
+-- At 1M movies writing the rows and building the two indexes is nearly all of the time, so
+-- the rows are written three columns wide and the ranking index sorts only the best rows.
 -- SECURITY DEFINER: it creates, attaches and drops partitions, which the admin role cannot do
 -- itself; it takes only a profile id.
 CREATE OR REPLACE FUNCTION reelscore.rescore_profile_id(p_profile_id bigint) RETURNS bigint
@@ -855,6 +900,7 @@ DECLARE
   v_defs bigint := reelscore.definitions_version();
   v_stats timestamptz;
   v_n bigint;
+  v_floor double precision;
   v_t0 timestamptz := clock_timestamp();
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('reelscore.movie_scores'), p_profile_id::integer);
@@ -874,29 +920,33 @@ BEGIN
   END IF;
   -- Unlogged: scores are derived data, rebuilt by the next refresh after a crash (migration
   -- 0018). CREATE TABLE AS rather than INSERT: its query may run in parallel (an INSERT's may
-  -- not), and the score pass is unfenced for that. Its columns are movie_scores' (ATTACH
-  -- checks them); the NOT NULLs, the default and the CHECK that spares ATTACH its scan are
-  -- added by one ALTER, one pass over the rows.
-  EXECUTE format(
-    'CREATE UNLOGGED TABLE reelscore.%I AS '
-    'SELECT %s::bigint AS profile_id, x.movie_id, x.score, x.confidence, %s::integer AS profile_version, '
-    '%s::bigint AS definitions_version, now() AS computed_at FROM (%s) x',
-    v_new, p_profile_id, a.version, v_defs,
-    reelscore.score_sql(a.category_weights, a.metric_weights, a.config, 'true', false));
+  -- not), and the score pass is unfenced for that. Only the three columns that differ by row.
+  EXECUTE format('CREATE UNLOGGED TABLE reelscore.%I AS SELECT x.movie_id, x.score, x.confidence FROM (%s) x',
+                 v_new, reelscore.score_sql(a.category_weights, a.metric_weights, a.config, 'true', false));
   GET DIAGNOSTICS v_n = ROW_COUNT;
+  -- The rest of movie_scores' columns (ATTACH checks them), each the same in every row: added
+  -- with that value as its default, which PostgreSQL stores once in the catalog, not in the
+  -- rows (without rewriting them); the defaults are then set to movie_scores' own (a dropped
+  -- or changed default keeps the stored value). The NOT NULLs and the CHECK that spares ATTACH
+  -- its scan cost one pass over the rows, for the whole statement.
   EXECUTE format(
-    'ALTER TABLE reelscore.%I ALTER profile_id SET NOT NULL, ALTER movie_id SET NOT NULL, '
-    'ALTER confidence SET NOT NULL, ALTER profile_version SET NOT NULL, ALTER definitions_version SET NOT NULL, '
-    'ALTER computed_at SET NOT NULL, ALTER computed_at SET DEFAULT now(), ADD CONSTRAINT %I CHECK (profile_id = %s), '
+    'ALTER TABLE reelscore.%1$I ADD COLUMN profile_id bigint NOT NULL DEFAULT %2$s, '
+    'ADD COLUMN profile_version integer NOT NULL DEFAULT %3$s, ADD COLUMN definitions_version bigint NOT NULL DEFAULT %4$s, '
+    'ADD COLUMN computed_at timestamptz NOT NULL DEFAULT %5$L, '
+    'ALTER movie_id SET NOT NULL, ALTER confidence SET NOT NULL, ADD CONSTRAINT %6$I CHECK (profile_id = %2$s), '
     -- statistics from 3,000 sampled rows instead of 30,000: ANALYZE of a fresh 1M-row partition
     -- 0.19 s -> 0.03 s; the planner needs little of it (movie_id unique, the score's spread)
-    'ALTER profile_id SET STATISTICS 10, ALTER movie_id SET STATISTICS 10, ALTER score SET STATISTICS 10, '
-    'ALTER confidence SET STATISTICS 10, ALTER profile_version SET STATISTICS 10, '
+    'ALTER movie_id SET STATISTICS 10, ALTER score SET STATISTICS 10, ALTER confidence SET STATISTICS 10, '
+    'ALTER profile_id SET STATISTICS 10, ALTER profile_version SET STATISTICS 10, '
     'ALTER definitions_version SET STATISTICS 10, ALTER computed_at SET STATISTICS 10',
-    v_new, v_new || '_check', p_profile_id);
+    v_new, p_profile_id, a.version, v_defs, now(), v_new || '_check');
+  EXECUTE format('ALTER TABLE reelscore.%I ALTER profile_id DROP DEFAULT, ALTER profile_version DROP DEFAULT, '
+                 'ALTER definitions_version DROP DEFAULT, ALTER computed_at SET DEFAULT now()', v_new);
   -- the partition's own indexes, without the constant profile_id: narrower, cheaper to build
   EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (movie_id)', v_new, v_new || '_pkey');
-  EXECUTE format('CREATE INDEX %I ON reelscore.%I (score DESC NULLS LAST, movie_id)', v_new || '_top', v_new);
+  v_floor := reelscore.sampled_ranking_floor(format('reelscore.%I', v_new)::regclass, v_n);
+  EXECUTE format('CREATE INDEX %I ON reelscore.%I (score DESC NULLS LAST, movie_id) WHERE score >= %L::float8',
+                 v_new || '_top', v_new, v_floor);
   IF to_regclass(format('reelscore.%I', v_part)) IS NOT NULL THEN
     EXECUTE format('ALTER TABLE reelscore.movie_scores DETACH PARTITION reelscore.%I', v_part);
     EXECUTE format('DROP TABLE reelscore.%I', v_part);
@@ -910,11 +960,12 @@ BEGIN
   EXECUTE format('ANALYZE reelscore.%I', v_part);
   EXECUTE format('ALTER TABLE reelscore.movie_scores ATTACH PARTITION reelscore.%I FOR VALUES IN (%s)', v_part, p_profile_id);
   INSERT INTO reelscore.profile_score_state AS s
-    (profile_id, profile_version, definitions_version, stats_refreshed_at, movies, seconds, computed_at)
-  VALUES (p_profile_id, a.version, v_defs, v_stats, v_n, extract(epoch FROM clock_timestamp() - v_t0), now())
+    (profile_id, profile_version, definitions_version, stats_refreshed_at, movies, seconds, computed_at, top_floor)
+  VALUES (p_profile_id, a.version, v_defs, v_stats, v_n, extract(epoch FROM clock_timestamp() - v_t0), now(), v_floor)
   ON CONFLICT (profile_id) DO UPDATE SET profile_version = excluded.profile_version,
     definitions_version = excluded.definitions_version, stats_refreshed_at = excluded.stats_refreshed_at,
-    movies = excluded.movies, seconds = excluded.seconds, computed_at = excluded.computed_at;
+    movies = excluded.movies, seconds = excluded.seconds, computed_at = excluded.computed_at,
+    top_floor = excluded.top_floor;
   RETURN v_n;
 END
 $$;
@@ -1210,7 +1261,19 @@ DECLARE
   v_ver integer;
   v_min float8;
   v_defs bigint := reelscore.definitions_version();
+  v_floor float8;
+  v_got bigint;
+  v_above bigint;
   a record;
+  -- $1 profile, $2 floor, $3 min confidence, $4 limit, $5 offset, $6 profile version, $7 definitions version
+  -- (the page first, then its titles: a join under the LIMIT would keep the sort from
+  -- stopping at the page, and look up the titles of every skipped row)
+  c_rows CONSTANT text :=
+    'SELECT s.movie_id, m.title, s.score, s.confidence, s.profile_version, s.computed_at, '
+    '(s.profile_version <> $6 OR s.definitions_version <> $7) '
+    'FROM (SELECT s.* FROM reelscore.movie_scores s WHERE s.profile_id = $1 AND s.confidence >= $3 AND %s '
+    'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $4 OFFSET $5) s '
+    'JOIN reelscore.movies m ON m.id = s.movie_id ORDER BY s.score DESC NULLS LAST, s.movie_id';
 BEGIN
   IF lim IS NULL OR lim < 0 OR "off" IS NULL OR "off" < 0 THEN
     RAISE EXCEPTION 'lim and off must be >= 0, got % and %', lim, "off" USING ERRCODE = 'invalid_parameter_value';
@@ -1220,13 +1283,24 @@ BEGIN
   -- precomputed scores are unlogged: after a crash (until the next refresh) and on a standby
   -- there are none, and the top is computed now
   IF NOT pg_is_in_recovery() AND EXISTS (SELECT 1 FROM reelscore.profile_score_state s WHERE s.profile_id = v_id) THEN
-    RETURN QUERY
-    SELECT s.movie_id, m.title, s.score, s.confidence, s.profile_version, s.computed_at,
-           (s.profile_version <> v_ver OR s.definitions_version <> v_defs)
-    FROM reelscore.movie_scores s JOIN reelscore.movies m ON m.id = s.movie_id
-    WHERE s.profile_id = v_id AND s.score IS NOT NULL AND s.confidence >= v_min
-    ORDER BY s.score DESC NULLS LAST, s.movie_id
-    LIMIT lim OFFSET "off";
+    -- The ranking index holds the rows at or above the floor (migration 0021): the page from
+    -- there, in index order; EXECUTE makes the floor a constant of the plan, which the
+    -- planner needs to use the partial index.
+    v_floor := reelscore.ranking_floor(v_id);
+    RETURN QUERY EXECUTE format(c_rows, 's.score >= $2') USING v_id, v_floor, v_min, lim, "off", v_ver, v_defs;
+    GET DIAGNOSTICS v_got = ROW_COUNT;
+    IF v_got < lim THEN
+      -- the page reaches below the floor: the rest of it from the rows under the floor (a scan
+      -- and a sort), after the qualifying rows above the floor that the offset skips
+      IF "off" = 0 THEN
+        v_above := v_got;
+      ELSE
+        EXECUTE 'SELECT count(*) FROM reelscore.movie_scores s WHERE s.profile_id = $1 AND s.score >= $2 AND s.confidence >= $3'
+          INTO v_above USING v_id, v_floor, v_min;
+      END IF;
+      RETURN QUERY EXECUTE format(c_rows, 'NOT (s.score >= $2)')
+        USING v_id, v_floor, v_min, lim - v_got, greatest("off" - v_above, 0), v_ver, v_defs;
+    END IF;
   ELSE
     -- not precomputed (config precompute = false, or not yet): exact, computed now
     SELECT * INTO a FROM reelscore.profile_weights_args(v_id);

@@ -501,7 +501,8 @@ COMMENT ON FUNCTION reelscore.search_required_conditions(jsonb) IS
 -- Parameters: $1 profile id, $2 conditions (jsonb), $3 limit, $4 offset, $5 prefix size;
 -- $6: the ids of a page, for 'rows'; for 'full' and 'page', the number ("i") of the required
 -- raw-value condition that matches few movies, or NULL (the answer of 'few', whose
--- parameters are $1 conditions, $2 the cap).
+-- parameters are $1 conditions, $2 the cap); $7, for 'prefix' and 'page': the floor of the
+-- profile's ranking index (ranking_floor).
 DROP FUNCTION IF EXISTS reelscore.search_query(jsonb);
 CREATE OR REPLACE FUNCTION reelscore.search_query(p_tree jsonb, p_mode text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
@@ -545,9 +546,21 @@ BEGIN
                  ELSE '' END || '), false)';
   -- A walk: rows %1$s + 1 .. %1$s + %2$s of the profile's score index (index order, so it stops
   -- early), each tested; the ids of the first %3$s matches after %4$s of them, in order.
+  -- The score order is read in two parts: the rows at or above the floor $7 of the partition's
+  -- partial ranking index (migration 0021), in index order, then (only if the walk goes that
+  -- far) the rest, sorted. UNION ALL without an ORDER BY over it: the Append returns its first
+  -- part whole before it starts the second (no parallel append: search runs without workers),
+  -- so the walk stops inside the first part when it holds enough rows. Each part has the
+  -- walk's end as its LIMIT, without which the planner reads and sorts the whole part. $7 is a
+  -- constant of the plan (EXECUTE ... USING): the planner needs one to use a partial index.
   v_walk := 'SELECT coalesce(array_agg(q.movie_id ORDER BY q.score DESC NULLS LAST, q.movie_id), ''{}'') FROM ('
-         || 'SELECT s.movie_id, s.score FROM (SELECT s0.movie_id, s0.score FROM reelscore.movie_scores s0 '
-         || 'WHERE s0.profile_id = $1 ORDER BY s0.score DESC NULLS LAST, s0.movie_id LIMIT %2$s OFFSET %1$s) s '
+         || 'SELECT s.movie_id, s.score FROM (SELECT r.movie_id, r.score FROM ('
+         || '(SELECT s0.movie_id, s0.score FROM reelscore.movie_scores s0 WHERE s0.profile_id = $1 AND s0.score >= $7 '
+         || 'ORDER BY s0.score DESC NULLS LAST, s0.movie_id LIMIT %1$s + %2$s) UNION ALL '
+         || '(SELECT s0.movie_id, s0.score FROM reelscore.movie_scores s0 WHERE s0.profile_id = $1 '
+         || 'AND NOT coalesce(s0.score >= $7, false) ORDER BY s0.score DESC NULLS LAST, s0.movie_id '
+         || 'LIMIT %1$s + %2$s)) r '
+         || 'LIMIT %2$s OFFSET %1$s) s '
          || 'WHERE %5$s ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT %3$s OFFSET %4$s) q';
   IF p_mode = 'prefix' THEN
     RETURN format(v_walk, '0', '$5', '$3', '$4', v_test);
@@ -764,7 +777,8 @@ BEGIN
     PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
   END IF;
   RETURN QUERY EXECUTE reelscore.search_query(v_tree, 'page')
-    USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix, v_drive;
+    USING v_profile_id, v_conds, search_movies.lim, search_movies.off, c_prefix, v_drive,
+          reelscore.ranking_floor(v_profile_id);
 END
 $$;
 COMMENT ON FUNCTION reelscore.search_movies(jsonb, text, integer, integer) IS
@@ -801,7 +815,8 @@ BEGIN
   FOR v_line IN EXECUTE CASE WHEN search_explain.p_analyze THEN 'EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) '
                              ELSE 'EXPLAIN (COSTS OFF) ' END || reelscore.search_query(v_tree, p_mode)
     USING reelscore.search_profile_id(search_explain.profile), reelscore.search_conditions(v_tree),
-          search_explain.lim, search_explain.off, 1000, v_drive
+          search_explain.lim, search_explain.off, 1000, v_drive,
+          reelscore.ranking_floor(reelscore.search_profile_id(search_explain.profile))
   LOOP
     RETURN NEXT v_line;
   END LOOP;

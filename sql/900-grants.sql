@@ -119,7 +119,8 @@ GRANT EXECUTE ON FUNCTION
   reelscore.raw_values_reaching_sql(smallint, float8), reelscore.score_upper_bounds(float8[], jsonb, jsonb),
   reelscore.movie_score_detail(bigint, text, bigint), reelscore.movie_score(bigint, text, bigint),
   reelscore.score_movie_adhoc(bigint, jsonb), reelscore.top_movies(text, integer, integer),
-  reelscore.top_movies_adhoc(jsonb, integer, integer), reelscore.explain_sentence(bigint, text)
+  reelscore.top_movies_adhoc(jsonb, integer, integer), reelscore.explain_sentence(bigint, text),
+  reelscore.ranking_floor(bigint)
   TO reelscore_read;
 -- Loading values rescores the touched movies in the loader's transaction (triggers run as the loader).
 GRANT INSERT, UPDATE, DELETE ON reelscore.movie_features, reelscore.movie_scores TO reelscore_write;

@@ -298,12 +298,70 @@ def test_top_movies_is_the_reference_ranking_and_an_index_scan(conn, data):
     assert got[0][2] == f"Film {got[0][0]}"
     page2 = conn.execute("SELECT movie_id FROM reelscore.top_movies('critics_choice', 10, 10)").fetchall()
     assert [p[0] for p in page2] == [g[0] for g in got[10:20]]
+    floor = conn.execute("SELECT reelscore.ranking_floor(3)").fetchone()[0]
+    assert floor == float("-inf")   # 300 movies: the ranking index holds every scored row
     conn.execute("SET enable_seqscan = off")  # 300 rows: make the planner show the index it would use at scale
     plan = "\n".join(r[0] for r in conn.execute(
-        "EXPLAIN SELECT movie_id FROM reelscore.movie_scores WHERE profile_id = 3 AND score IS NOT NULL "
+        "EXPLAIN SELECT movie_id FROM reelscore.movie_scores WHERE profile_id = 3 AND score >= '-Infinity'::float8 "
         "ORDER BY score DESC NULLS LAST, movie_id LIMIT 50"))
     conn.execute("RESET enable_seqscan")
     assert "movie_scores_p3_top" in plan and "Sort" not in plan.split("Limit")[1]
+
+
+def ranking(conn, name, min_confidence=0.0):
+    """The stored scores of a profile in ranking order, sorted here (not by the database)."""
+    rows = [(m, s) for m, (s, c) in all_scores(conn, name).items() if s is not None and c >= min_confidence]
+    return [m for m, _ in sorted(rows, key=lambda t: (-t[1], t[0]))]
+
+
+def test_top_movies_reads_past_the_floor_of_a_partial_ranking_index(conn, data):
+    """With reelscore.ranking_index_rows = 25 a full rescore indexes about the best 25 rows
+    only (a partial index, as at 1M with 50,000); pages above, across and below its floor equal
+    the ranking sorted here, before and after a movie's score crosses the floor."""
+    pid = conn.execute("SELECT reelscore.profile_id('critics_choice')").fetchone()[0]
+    try:
+        conn.execute("SET reelscore.ranking_index_rows = 25")
+        conn.execute("SELECT * FROM reelscore.refresh_scores('critics_choice')")
+        floor = conn.execute("SELECT reelscore.ranking_floor(%s)", (pid,)).fetchone()[0]
+        above = conn.execute("SELECT count(*) FROM reelscore.movie_scores WHERE profile_id = %s AND score >= %s",
+                             (pid, floor)).fetchone()[0]
+        assert 15 <= above <= 35, (floor, above)
+        indexdef = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                                (f"movie_scores_p{pid}_top",)).fetchone()[0]
+        assert "WHERE (score >= " in indexdef, indexdef
+
+        def pages_agree():
+            want = ranking(conn, "critics_choice")
+            for lim, off in ((10, 0), (40, 0), (10, 20), (20, above - 5), (5, above), (7, 200), (100, 250)):
+                got = [r[0] for r in conn.execute("SELECT movie_id FROM reelscore.top_movies('critics_choice', %s, %s)",
+                                                  (lim, off))]
+                assert got == want[off:off + lim], (lim, off)
+        pages_agree()
+        # the best movie gets the lowest ratings, the first one under the floor the highest:
+        # rescored by the value trigger, they cross the floor downwards and upwards
+        order = ranking(conn, "critics_choice")
+        for movie, bound in ((order[0], "raw_scale_min"), (order[above], "raw_scale_max")):
+            conn.execute(f"""INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value)
+                             SELECT %s, d.id, d.{bound} FROM reelscore.metric_definitions d
+                             WHERE d.category = 'rating' AND d.data_type <> 'boolean' AND d.active
+                               AND d.code NOT LIKE '%%vote%%' AND d.{bound} IS NOT NULL
+                             ON CONFLICT (movie_id, metric_id) DO UPDATE SET raw_value = excluded.raw_value""",
+                         (movie,))
+        crossed = [r[0] for r in conn.execute(
+            "SELECT score >= %s FROM reelscore.movie_scores WHERE profile_id = %s AND movie_id = ANY(%s) "
+            "ORDER BY array_position(%s, movie_id)", (floor, pid, [order[0], order[above]], [order[0], order[above]]))]
+        assert crossed == [False, True], crossed
+        pages_agree()
+        # the floor, as the planner sees it from top_movies' EXECUTE: the first part reads the index
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT movie_id FROM reelscore.movie_scores WHERE profile_id = %s AND score >= %s::float8 "
+            "ORDER BY score DESC NULLS LAST, movie_id LIMIT 10", (pid, floor)))
+        assert f"movie_scores_p{pid}_top" in plan, plan
+    finally:
+        conn.execute("RESET enable_seqscan")
+        conn.execute("RESET reelscore.ranking_index_rows")
+        conn.execute("SELECT * FROM reelscore.refresh_scores('critics_choice')")
 
 
 def test_adhoc_weights_score_and_rank(conn, data):
@@ -557,6 +615,8 @@ def test_precomputed_equals_recompute_after_random_changes(db_url):
     computation."""
     rng = random.Random(11)
     with psycopg.connect(db_url, autocommit=True) as c:
+        # full rescores index the best ~30 rows only (a partial ranking index, as at scale)
+        c.execute("SET reelscore.ranking_index_rows = 30")
         defs = load_defs(c)
         c.execute("""SELECT reelscore.save_profile('churn', '{"rating": 0.5, "award": 0.5}', '{"imdb_rating": 2}')""")
         by_code = {d["code"]: d for d in defs}
@@ -597,6 +657,12 @@ def test_precomputed_equals_recompute_after_random_changes(db_url):
         assert c.execute("SELECT count(*) FROM reelscore.score_staleness WHERE needs_full_rescore").fetchone()[0] == 0
         for name in ["balanced", "churn", "hidden_gems"]:
             assert check_profile_against_reference(c, name) > 200
+            # the ranking, read through the partial index and past its floor
+            assert c.execute("SELECT reelscore.ranking_floor(reelscore.profile_id(%s))", (name,)).fetchone()[0] > -1
+            want = ranking(c, name)
+            for lim, off in ((50, 0), (20, 25), (30, 270)):
+                got = [r[0] for r in c.execute("SELECT movie_id FROM reelscore.top_movies(%s, %s, %s)", (name, lim, off))]
+                assert got == want[off:off + lim], (name, lim, off)
 
 
 def test_value_change_rescored_in_the_same_transaction(conn, data):
