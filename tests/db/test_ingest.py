@@ -138,6 +138,68 @@ def test_every_kind_of_bad_row_is_quarantined_and_the_rest_loads(conn, tmp_path,
     assert "9 rows rejected" in out.err
 
 
+def test_plain_blocks_give_the_line_parsers_rows(monkeypatch):
+    """The loader's block path (plain long lines checked and rewritten a block at a time)
+    gives the same staging rows as the general line parser, observation times included; a
+    block with one line it cannot vouch for goes line by line."""
+    from reelscore.ingest.parsing import STAGING_COLUMNS, CsvRows, Layout, plain_block_rows
+    header = ["movie_id", "metric_code", "raw_value", "observed_at"]
+    lines = ["1,imdb_rating,7.5,2026-05-21 19:16:25+00", "2,imdb_vote_count,120000,2026-02-28T00:00:00.250000+00",
+             "3,metacritic_score,-0.5e-3,2024-02-29 23:59:59-05", "4,no_such_metric,1,2026-01-31 10:00:00+05:30",
+             "5,imdb_rating,10.5,2026-12-30 00:00:00+14:00"]
+    general = CsvRows(Layout("long", "id", "movie_id", header=header))
+
+    def decoded(rows):   # the value's text may differ (the block path keeps the file's), not the number
+        out = [dict(zip(STAGING_COLUMNS, r[:-1].split("\t"))) for r in rows]
+        return [dict(r, raw_value=float(r["raw_value"])) for r in out]
+
+    expected = [r for n, line in enumerate(lines, 2) for r in decoded(general.rows(n, line))]
+    whole_hours, with_minutes = lines[:3], lines[3:]
+    got = decoded(plain_block_rows("\n".join(whole_hours) + "\n", 2, (4,)))
+    got += decoded(plain_block_rows("\n".join(with_minutes) + "\n", 5, (4,)))
+    assert got == expected
+    assert got[0]["observed_at"] == "2026-05-21T19:16:25+00:00" and got[1]["raw_text"] == lines[1]
+    assert decoded(plain_block_rows("7,imdb_rating,6\n8,tmdb_budget,1e6\n", 9, (3,))) == \
+        decoded(CsvRows(Layout("long", "id", "movie_id", header=header[:3])).rows(9, "7,imdb_rating,6")
+                + CsvRows(Layout("long", "id", "movie_id", header=header[:3])).rows(10, "8,tmdb_budget,1e6"))
+    # not vouched for: a date off the calendar, a time zone written otherwise, an odd number
+    for odd in ("6,imdb_rating,5,2026-02-30 00:00:00+00", "6,imdb_rating,5,2026-02-03 00:00:00-00",
+                "6,imdb_rating,5,2026-02-03 00:00:00.5+00", "6,imdb_rating,1e400,2026-02-03 00:00:00+00",
+                "6,imdb_rating, 5,2026-02-03 00:00:00+00", "6,imdb_rating,5,2026-02-03 24:00:00+00"):
+        assert plain_block_rows(lines[0] + "\n" + odd + "\n", 2, (4,)) is None, odd
+
+
+def test_plain_file_loads_through_the_block_path_with_its_rejections(conn, tmp_path):
+    """A file of plain lines only (the bench's shape) never reaches the line parser, and
+    what the database refuses in it is still quarantined with the original line."""
+    from reelscore.ingest.parsing import CsvRows
+    a, b = new_movies(conn, 2)
+    lines = [f"{a},imdb_rating,7.25,2026-03-01 12:00:00+00", f"{a},imdb_vote_count,1500,2026-03-02 12:00:00+02",
+             f"{a},no_such_metric,1,2026-03-01 12:00:00+00", f"{b},imdb_rating,10.5,2026-03-01 12:00:00+00",
+             f"{b},metacritic_score,70,2026-03-31 23:00:00-01:30", f"{b},metacritic_score,71,2026-03-01 12:00:00+00",
+             "999999999,imdb_rating,5,2026-03-01 12:00:00+00"]
+    path = write(tmp_path, "plain.csv", "movie_id,metric_code,raw_value,observed_at\n" + "\n".join(lines) + "\n")
+    real_rows = CsvRows.rows
+    CsvRows.rows = lambda *_: pytest.fail("a plain line went through the line parser")
+    try:
+        s = load_file(conn, path)
+    finally:
+        CsvRows.rows = real_rows
+    assert (s.inserted, s.rejected) == (3, 4)
+    assert values_of(conn, [a, b]) == {(a, "imdb_rating"): 7.25, (a, "imdb_vote_count"): 1500.0,
+                                       (b, "metacritic_score"): 70.0}
+    times = dict(conn.execute("""select d.code, to_char(v.observed_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI')
+                                 from reelscore.metric_values v join reelscore.metric_definitions d on d.id = v.metric_id
+                                 where v.movie_id = any(%s)""", ([a, b],)).fetchall())
+    assert times == {"imdb_rating": "2026-03-01 12:00", "imdb_vote_count": "2026-03-02 10:00",
+                     "metacritic_score": "2026-04-01 00:30"}
+    rej = {n: (reason, raw) for n, reason, raw in conn.execute(
+        "select line_no, reason, raw_text from reelscore.load_rejections where batch_id = %s", (s.batches[0],))}
+    assert {n: raw for n, (_, raw) in rej.items()} == {4: lines[2], 5: lines[3], 7: lines[5], 8: lines[6]}
+    assert "unknown metric" in rej[4][0] and "raw scale maximum" in rej[5][0]
+    assert "duplicate of line 6" in rej[7][0] and "unknown movie id 999999999" in rej[8][0]
+
+
 def test_wide_csv_with_mapping_and_jsonl(conn, tmp_path):
     ids = new_movies(conn, 2)
     wide = write(tmp_path, "wide.csv", "movie_id,IMDB Rating,IMDB Votes,Notes\n"
