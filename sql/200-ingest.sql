@@ -242,6 +242,8 @@ DECLARE
   v_rejected bigint;
   v_inserted bigint;
   v_updated bigint;
+  v_plain boolean;
+  v_attempt integer;
 BEGIN
   SELECT b.source_name INTO v_source FROM reelscore.load_batches b
   WHERE b.id = p_batch_id AND b.status = 'running';
@@ -270,41 +272,102 @@ BEGIN
   END IF;
 
   -- 1. Row problems, set-based: unknown metric, unknown movie, a value the raw scale refuses.
+  --    Movies are looked up once per distinct id (index probes, not a hash of every movie),
+  --    and a batch without problems updates nothing (the join's other side is never built):
+  --    580k values at 1M movies 1.3-1.9 -> 0.6-1.0 s.
+  WITH missing AS MATERIALIZED (
+    SELECT u.movie_id
+    FROM (SELECT DISTINCT t.movie_id FROM pg_temp.rs_load_staging t WHERE t.movie_id IS NOT NULL) u
+    WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = u.movie_id))
   UPDATE pg_temp.rs_load_staging s
   SET problem = bad.problem
   FROM (SELECT t.ctid AS row_ctid,
                CASE WHEN d.id IS NULL THEN format('unknown metric %s', coalesce(quote_literal(t.metric_code), 'NULL'))
                     WHEN t.movie_id IS NULL
                       THEN format('unknown movie %s %s', p_movie_key, coalesce(quote_literal(t.movie_key), 'NULL'))
-                    WHEN m.id IS NULL THEN format('unknown movie id %s', t.movie_id)
+                    WHEN t.movie_id IN (SELECT x.movie_id FROM missing x) THEN format('unknown movie id %s', t.movie_id)
                     ELSE format('%s: %s', d.code,
                                 reelscore.raw_value_problem(d.data_type, d.raw_scale_min, d.raw_scale_max, t.raw_value))
                END AS problem
         FROM pg_temp.rs_load_staging t
         LEFT JOIN reelscore.metric_definitions d ON d.code = t.metric_code
-        LEFT JOIN reelscore.movies m ON m.id = t.movie_id
         WHERE t.problem IS NULL
-          AND (d.id IS NULL OR m.id IS NULL
+          AND (d.id IS NULL OR t.movie_id IS NULL OR t.movie_id IN (SELECT x.movie_id FROM missing x)
                OR reelscore.raw_value_problem(d.data_type, d.raw_scale_min, d.raw_scale_max, t.raw_value) IS NOT NULL)) bad
   WHERE s.ctid = bad.row_ctid;
 
-  -- 2. Duplicates within the batch: the first valid occurrence (lowest line) loads, later ones are
-  --    rejected. A client that has checked a sorted input itself may skip this pass.
-  IF p_check_duplicates THEN
-    UPDATE pg_temp.rs_load_staging s
-    SET problem = format('duplicate of line %s in this batch (movie %s, metric %s)', d.first_line, s.movie_id, s.metric_code)
-    FROM (SELECT x.ctid AS row_ctid, x.first_line
-          FROM (SELECT t.ctid, t.line_no,
-                       first_value(t.line_no) OVER (PARTITION BY t.movie_id, t.metric_code ORDER BY t.line_no, t.ctid) AS first_line,
-                       row_number() OVER (PARTITION BY t.movie_id, t.metric_code ORDER BY t.line_no, t.ctid) AS rn
-                FROM pg_temp.rs_load_staging t
-                WHERE t.problem IS NULL
-                  AND (t.movie_id, t.metric_code) IN (SELECT u.movie_id, u.metric_code FROM pg_temp.rs_load_staging u
-                                                      WHERE u.problem IS NULL
-                                                      GROUP BY u.movie_id, u.metric_code HAVING count(*) > 1)) x
-          WHERE x.rn > 1) d
-    WHERE s.ctid = d.row_ctid;
-  END IF;
+  -- 2. One merge: insert new, update changed, leave identical rows untouched. Changed means a
+  --    different raw value, or an explicitly later observation of it. An observation older than
+  --    the stored one never overwrites it. A row without observed_at is observed now():
+  --    excluded.observed_at = now() marks it (an explicit timestamp equal to the transaction
+  --    start to the microsecond is treated the same way, which is harmless).
+  --    Two shortcuts, each undone by the savepoint of the block when it does not hold:
+  --    - duplicates of a (movie, metric) in the batch (the first valid line wins, later ones
+  --      are rejected) are looked for only when the merge fails on one (it would write a key
+  --      twice); a clean batch skips that pass (0.7-1.0 s for 580k values);
+  --    - a batch whose movies have no stored values is a plain INSERT, with no conflict to
+  --      look for (ON CONFLICT probes the key before each insert): a concurrent writer's
+  --      conflicting row makes it fail and the batch is merged instead.
+  --    A client that has checked a sorted input for duplicates itself may pass
+  --    p_check_duplicates = false: a duplicate then fails the load.
+  v_plain := NOT EXISTS (SELECT 1 FROM reelscore.metric_values v)   -- an empty catalogue: no probe per row
+             OR NOT EXISTS (SELECT 1 FROM pg_temp.rs_load_staging s
+                            WHERE s.problem IS NULL
+                              AND EXISTS (SELECT 1 FROM reelscore.metric_values v WHERE v.movie_id = s.movie_id));
+  FOR v_attempt IN 1..2 LOOP
+    BEGIN
+      IF v_attempt = 2 THEN
+        UPDATE pg_temp.rs_load_staging s
+        SET problem = format('duplicate of line %s in this batch (movie %s, metric %s)', d.first_line, s.movie_id, s.metric_code)
+        FROM (SELECT x.ctid AS row_ctid, x.first_line
+              FROM (SELECT t.ctid, t.line_no,
+                           first_value(t.line_no) OVER (PARTITION BY t.movie_id, t.metric_code ORDER BY t.line_no, t.ctid) AS first_line,
+                           row_number() OVER (PARTITION BY t.movie_id, t.metric_code ORDER BY t.line_no, t.ctid) AS rn
+                    FROM pg_temp.rs_load_staging t
+                    WHERE t.problem IS NULL
+                      AND (t.movie_id, t.metric_code) IN (SELECT u.movie_id, u.metric_code FROM pg_temp.rs_load_staging u
+                                                          WHERE u.problem IS NULL
+                                                          GROUP BY u.movie_id, u.metric_code HAVING count(*) > 1)) x
+              WHERE x.rn > 1) d
+        WHERE s.ctid = d.row_ctid;
+      END IF;
+      IF v_plain AND v_attempt = 1 THEN
+        INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value, observed_at, source_record, batch_id, updated_at)
+        SELECT s.movie_id, d.id, s.raw_value, coalesce(s.observed_at, now()), s.source_record, p_batch_id, now()
+        FROM pg_temp.rs_load_staging s
+        JOIN reelscore.metric_definitions d ON d.code = s.metric_code
+        WHERE s.problem IS NULL
+        ORDER BY s.movie_id, d.id;   -- primary key order: index pages are visited once, in order
+        GET DIAGNOSTICS v_inserted = ROW_COUNT;
+        v_updated := 0;
+      ELSE
+        WITH merged AS (
+          INSERT INTO reelscore.metric_values AS mv
+            (movie_id, metric_id, raw_value, observed_at, source_record, batch_id, updated_at)
+          SELECT s.movie_id, d.id, s.raw_value, coalesce(s.observed_at, now()), s.source_record, p_batch_id, now()
+          FROM pg_temp.rs_load_staging s
+          JOIN reelscore.metric_definitions d ON d.code = s.metric_code
+          WHERE s.problem IS NULL
+          ORDER BY s.movie_id, d.id   -- primary key order: index pages are visited once, in order
+          ON CONFLICT (movie_id, metric_id) DO UPDATE
+            SET raw_value = excluded.raw_value, observed_at = excluded.observed_at,
+                source_record = excluded.source_record, batch_id = excluded.batch_id, updated_at = excluded.updated_at
+            WHERE excluded.observed_at >= mv.observed_at
+              AND (excluded.raw_value <> mv.raw_value
+                   OR (excluded.observed_at > mv.observed_at AND excluded.observed_at <> now()))
+          RETURNING (mv.xmax = 0) AS was_inserted
+        )
+        SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE NOT was_inserted)
+        INTO v_inserted, v_updated
+        FROM merged;
+      END IF;
+      EXIT;
+    EXCEPTION WHEN unique_violation OR cardinality_violation THEN
+      IF v_attempt = 2 OR NOT p_check_duplicates THEN
+        RAISE;
+      END IF;
+    END;
+  END LOOP;
 
   -- 3. The quarantine: reason and original text (the fields, when the client sent no raw_text).
   INSERT INTO reelscore.load_rejections (batch_id, source_name, line_no, raw_text, reason)
@@ -315,31 +378,6 @@ BEGIN
   FROM pg_temp.rs_load_staging s
   WHERE s.problem IS NOT NULL;
   GET DIAGNOSTICS v_rejected = ROW_COUNT;
-
-  -- 4. One merge: insert new, update changed, leave identical rows untouched. Changed means a
-  --    different raw value, or an explicitly later observation of it. An observation older than
-  --    the stored one never overwrites it. A row without observed_at is observed now():
-  --    excluded.observed_at = now() marks it (an explicit timestamp equal to the transaction
-  --    start to the microsecond is treated the same way, which is harmless).
-  WITH merged AS (
-    INSERT INTO reelscore.metric_values AS mv
-      (movie_id, metric_id, raw_value, observed_at, source_record, batch_id, updated_at)
-    SELECT s.movie_id, d.id, s.raw_value, coalesce(s.observed_at, now()), s.source_record, p_batch_id, now()
-    FROM pg_temp.rs_load_staging s
-    JOIN reelscore.metric_definitions d ON d.code = s.metric_code
-    WHERE s.problem IS NULL
-    ORDER BY s.movie_id, d.id   -- primary key order: index pages are visited once, in order
-    ON CONFLICT (movie_id, metric_id) DO UPDATE
-      SET raw_value = excluded.raw_value, observed_at = excluded.observed_at,
-          source_record = excluded.source_record, batch_id = excluded.batch_id, updated_at = excluded.updated_at
-      WHERE excluded.observed_at >= mv.observed_at
-        AND (excluded.raw_value <> mv.raw_value
-             OR (excluded.observed_at > mv.observed_at AND excluded.observed_at <> now()))
-    RETURNING (mv.xmax = 0) AS was_inserted
-  )
-  SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE NOT was_inserted)
-  INTO v_inserted, v_updated
-  FROM merged;
 
   SELECT count(*) INTO v_total FROM pg_temp.rs_load_staging;
 

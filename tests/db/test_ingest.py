@@ -200,6 +200,53 @@ def test_plain_file_loads_through_the_block_path_with_its_rejections(conn, tmp_p
     assert "duplicate of line 6" in rej[7][0] and "unknown movie id 999999999" in rej[8][0]
 
 
+def test_duplicates_are_found_when_the_merge_meets_them(conn, tmp_path):
+    """The duplicates pass runs only when the merge fails on a key written twice: for new
+    movies (plain insert) and for movies with stored values (the merge); the first line
+    wins either way, and a batch without duplicates loads all of its lines."""
+    fresh, stored = new_movies(conn, 2)
+    conn.execute("select reelscore.upsert_metric(%s, 'imdb_rating', 5)", (stored,))
+    for m, expect in ((fresh, (2, 0)), (stored, (1, 1))):
+        path = write(tmp_path, f"dup{m}.csv", f"movie_id,metric_code,raw_value\n{m},imdb_rating,7\n"
+                                              f"{m},imdb_vote_count,10\n{m},imdb_rating,8\n")
+        s = load_file(conn, path)
+        assert (s.inserted, s.updated, s.rejected) == (*expect, 1)
+        assert values_of(conn, [m]) == {(m, "imdb_rating"): 7.0, (m, "imdb_vote_count"): 10.0}
+        reason, raw = conn.execute("select reason, raw_text from reelscore.load_rejections where batch_id = %s",
+                                   (s.batches[0],)).fetchone()
+        assert reason == f"duplicate of line 2 in this batch (movie {m}, metric imdb_rating)"
+        assert raw == f"{m},imdb_rating,8"
+        assert len(history_of(conn, [m])) == (2 if m == fresh else 3)
+
+
+def test_plain_insert_meeting_a_concurrent_writer_falls_back_to_the_merge(conn, db_url, tmp_path):
+    """A batch for movies without stored values is inserted without conflict handling; when
+    another transaction commits a value for one of them meanwhile, the batch is merged
+    instead of failing."""
+    import threading
+    (m,) = new_movies(conn, 1)
+    path = write(tmp_path, "race.csv", f"movie_id,metric_code,raw_value\n{m},imdb_rating,7\n{m},imdb_vote_count,10\n")
+    with psycopg.connect(db_url) as other:
+        other.execute("select reelscore.upsert_metric(%s, 'imdb_rating', 6)", (m,))   # not committed yet
+        out = {}
+
+        def load():
+            with psycopg.connect(db_url) as c:
+                out["summary"] = load_file(c, path)
+        t = threading.Thread(target=load)
+        t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not conn.execute(
+                "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%%finish_load%%'"
+        ).fetchone():
+            time.sleep(0.05)   # the loader's insert waits for the other writer's key
+        other.commit()
+    t.join(30)
+    s = out["summary"]
+    assert (s.inserted, s.updated, s.rejected) == (1, 1, 0)
+    assert values_of(conn, [m]) == {(m, "imdb_rating"): 7.0, (m, "imdb_vote_count"): 10.0}
+
+
 def test_wide_csv_with_mapping_and_jsonl(conn, tmp_path):
     ids = new_movies(conn, 2)
     wide = write(tmp_path, "wide.csv", "movie_id,IMDB Rating,IMDB Votes,Notes\n"
