@@ -835,13 +835,17 @@ REVOKE ALL ON FUNCTION reelscore.grant_partition_like_parent(regclass) FROM PUBL
 COMMENT ON FUNCTION reelscore.grant_partition_like_parent(regclass) IS
   'Grant a movie_scores partition the privileges movie_scores has (rescore_movies writes into partitions directly).';
 
--- The floor of a new partition's ranking index: about the score of its n-th best row, n the
--- setting reelscore.ranking_index_rows (default 50,000), estimated from a sample of about
--- 10,000 rows (the exact rank costs a sort of every row, which the partial index saves; the
--- whole table when it is that small). -Infinity for up to 2n rows: then the index covers them
--- all. The estimate only sets how many rows the index holds; the readers are exact whatever
--- it is.
-CREATE OR REPLACE FUNCTION reelscore.sampled_ranking_floor(p_partition regclass, p_rows bigint) RETURNS double precision
+-- The floor of a new partition's ranking index: about the score of its n-th best row among
+-- those top_movies lists (confidence at least the profile's min_confidence), n the setting
+-- reelscore.ranking_index_rows (default 50,000), estimated from a sample of about 10,000 rows
+-- (the exact rank costs a sort of every row, which the partial index saves; the whole table
+-- when it is that small). -Infinity for up to 2n rows, or when the sample holds too few rows
+-- of that confidence: then the index covers every row with a score. The estimate only sets
+-- how many rows the index holds; the readers are exact whatever it is.
+DROP FUNCTION IF EXISTS reelscore.sampled_ranking_floor(regclass, bigint);
+CREATE OR REPLACE FUNCTION reelscore.sampled_ranking_floor(p_partition regclass, p_rows bigint,
+                                                           p_min_confidence double precision)
+RETURNS double precision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 AS $$
 DECLARE
@@ -855,15 +859,18 @@ BEGIN
   IF p_rows <= 2 * v_n THEN
     RETURN '-Infinity';
   END IF;
-  EXECUTE format('SELECT percentile_disc(%s) WITHIN GROUP (ORDER BY t.score) '
-                 'FROM %s t TABLESAMPLE SYSTEM (%s) WHERE t.score IS NOT NULL',
-                 1 - v_n::float8 / p_rows, p_partition, least(100, 1e6 / p_rows)) INTO v_floor;
+  -- the k-th best listed score of the sample, k the sample's share of n
+  EXECUTE format('WITH s AS MATERIALIZED (SELECT t.score, t.confidence FROM %s t TABLESAMPLE SYSTEM (%s)) '
+                 'SELECT s.score FROM s WHERE s.score IS NOT NULL AND s.confidence >= $1 ORDER BY s.score DESC '
+                 'OFFSET greatest(ceil($2::float8 * (SELECT count(*) FROM s) / $3)::bigint - 1, 0) LIMIT 1',
+                 p_partition, least(100, 1e6 / p_rows))
+    INTO v_floor USING coalesce(p_min_confidence, 0), v_n, p_rows;
   RETURN coalesce(v_floor, '-Infinity');
 END
 $$;
-REVOKE ALL ON FUNCTION reelscore.sampled_ranking_floor(regclass, bigint) FROM PUBLIC;
-COMMENT ON FUNCTION reelscore.sampled_ranking_floor(regclass, bigint) IS
-  'Internal to rescore_profile_id: the score above which about the best reelscore.ranking_index_rows (default 50,000) rows of a new score partition lie (from a sample of ~10,000 rows), the floor of its partial ranking index; -Infinity for up to twice that many rows.';
+REVOKE ALL ON FUNCTION reelscore.sampled_ranking_floor(regclass, bigint, float8) FROM PUBLIC;
+COMMENT ON FUNCTION reelscore.sampled_ranking_floor(regclass, bigint, float8) IS
+  'Internal to rescore_profile_id: the score above which about the best reelscore.ranking_index_rows (default 50,000) rows of a new score partition with at least the given confidence lie (from a sample of ~10,000 rows), the floor of its partial ranking index; -Infinity for up to twice that many rows.';
 
 -- The floor of a profile's partial ranking index, as its last full rescore chose it (top_floor):
 -- the readers take the rows at or above it from the index. -Infinity when the index holds
@@ -944,7 +951,8 @@ BEGIN
                  'ALTER definitions_version DROP DEFAULT, ALTER computed_at SET DEFAULT now()', v_new);
   -- the partition's own indexes, without the constant profile_id: narrower, cheaper to build
   EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (movie_id)', v_new, v_new || '_pkey');
-  v_floor := reelscore.sampled_ranking_floor(format('reelscore.%I', v_new)::regclass, v_n);
+  v_floor := reelscore.sampled_ranking_floor(format('reelscore.%I', v_new)::regclass, v_n,
+                                               (a.config ->> 'min_confidence')::float8);
   EXECUTE format('CREATE INDEX %I ON reelscore.%I (score DESC NULLS LAST, movie_id) WHERE score >= %L::float8',
                  v_new || '_top', v_new, v_floor);
   IF to_regclass(format('reelscore.%I', v_part)) IS NOT NULL THEN

@@ -364,6 +364,32 @@ def test_top_movies_reads_past_the_floor_of_a_partial_ranking_index(conn, data):
         conn.execute("SELECT * FROM reelscore.refresh_scores('critics_choice')")
 
 
+def test_ranking_floor_counts_only_the_rows_top_movies_lists(conn, data):
+    """A profile with min_confidence: the floor is set among the rows of at least that
+    confidence, so the index holds about ranking_index_rows of them (not of every row), and
+    pages read through and past it equal the filtered ranking sorted here."""
+    confs = sorted(c for _, c in all_scores(conn, "balanced").values())
+    cut = confs[len(confs) // 2]   # half the movies are listed
+    try:
+        conn.execute("SET reelscore.ranking_index_rows = 20")
+        conn.execute("""SELECT reelscore.save_profile('confident', '{"rating": 0.5, "award": 0.2, "cultural": 0.3}',
+                        NULL, 'listed only with enough data', %s)""", (json.dumps({"min_confidence": cut}),))
+        pid = conn.execute("SELECT reelscore.profile_id('confident')").fetchone()[0]
+        floor = conn.execute("SELECT reelscore.ranking_floor(%s)", (pid,)).fetchone()[0]
+        listed_above = conn.execute(
+            "SELECT count(*) FROM reelscore.movie_scores WHERE profile_id = %s AND score >= %s AND confidence >= %s",
+            (pid, floor, cut)).fetchone()[0]
+        assert 12 <= listed_above <= 30, (floor, listed_above)
+        want = ranking(conn, "confident", cut)
+        assert len(want) < len(confs) * 0.75
+        for lim, off in ((10, 0), (30, 0), (10, listed_above - 3), (20, 100)):
+            got = [r[0] for r in conn.execute("SELECT movie_id FROM reelscore.top_movies('confident', %s, %s)",
+                                              (lim, off))]
+            assert got == want[off:off + lim], (lim, off)
+    finally:
+        conn.execute("RESET reelscore.ranking_index_rows")
+
+
 def test_adhoc_weights_score_and_rank(conn, data):
     defs = load_defs(conn)
     vals = load_values(conn)
