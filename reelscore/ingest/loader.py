@@ -104,9 +104,11 @@ class _Counter:
 def file_rows(stream, fmt: str, *, layout: str = "auto", known_codes: Iterable[str] = (),
               mapping: dict[str, str | None] | None = None, id_column: str | None = None,
               movie_key: str | None = None, ignore_unmapped: bool = False,
-              default_observed_at: str | None = None) -> tuple[Layout, Iterator[str]]:
+              default_observed_at: str | None = None, blocks: bool = False) -> tuple[Layout, Iterator[str]]:
     """(layout, iterator of COPY lines) for a binary stream. The first line decides the
-    layout (a header for CSV, the first object for JSON lines) and is consumed here."""
+    layout (a header for CSV, the first object for JSON lines) and is consumed here.
+    blocks: an item may hold several COPY lines (a block of plain lines in one string),
+    which spares the COPY writer a step per line."""
     lines = iter_lines(stream)
     first = next(lines, None)
     if first is None:
@@ -159,7 +161,7 @@ def file_rows(stream, fmt: str, *, layout: str = "auto", known_codes: Iterable[s
                                                       ["movie_id", "metric_code", "raw_value", "observed_at"]))):
         # the plain long layout: the fast path (general parser for any line it does not take)
         from reelscore.ingest.parsing import fast_long_csv
-        fast = fast_long_csv(stream, lay, parser, first_line_no=line_no)
+        fast = fast_long_csv(stream, lay, parser, first_line_no=line_no, blocks=blocks)
 
         def gen_fast() -> Iterator[str]:
             for n, t, r in pending:
@@ -180,34 +182,47 @@ def file_rows(stream, fmt: str, *, layout: str = "auto", known_codes: Iterable[s
 
 
 def _copy_batch(conn: psycopg.Connection, source: str, fmt: str, rows: Iterator[str], limit: int,
-                movie_key: str, on_chunk: Callable[[], None] | None) -> tuple[tuple, int, bool]:
+                movie_key: str, on_chunk: Callable[[], None] | None) -> tuple[tuple, str | None]:
     """One batch in the current transaction: begin_load, COPY up to `limit` rows (0: all),
-    finish_load. Returns (counts, rows sent, input exhausted)."""
+    finish_load. An item of `rows` may hold several COPY lines. Returns (counts, the lines
+    of the last item beyond the limit, or None when the input is exhausted; '' when the
+    batch ended exactly at an item's end)."""
     batch_id = conn.execute("SELECT reelscore.begin_load(%s, %s)", (source, fmt)).fetchone()[0]
     sent = 0
-    exhausted = True
+    rest = None
     buf = io.StringIO()
     size = 0
     with conn.cursor().copy(COPY_SQL) as copy:
-        for row in rows:
-            buf.write(row)
-            size += len(row)
-            sent += 1
+        for item in rows:
+            n = item.count("\n")   # COPY text escapes line ends inside fields: one per row
+            if limit and sent + n >= limit:
+                item, rest = _split_lines(item, limit - sent)
+                n = limit - sent
+            buf.write(item)
+            size += len(item)
+            sent += n
             if size >= CHUNK_BYTES:
                 copy.write(buf.getvalue())
                 buf = io.StringIO()
                 size = 0
                 if on_chunk:
                     on_chunk()
-            if limit and sent >= limit:
-                exhausted = False
+            if rest is not None:
                 break
         if size:
             copy.write(buf.getvalue())
     counts = conn.execute("SELECT * FROM reelscore.finish_load(%s, %s)", (batch_id, movie_key)).fetchone()
     if on_chunk:
         on_chunk()
-    return counts, sent, exhausted
+    return counts, rest
+
+
+def _split_lines(text: str, n: int) -> tuple[str, str]:
+    """The first n lines of text, and the rest."""
+    end = 0
+    for _ in range(n):
+        end = text.index("\n", end) + 1
+    return text[:end], text[end:]
 
 
 def load_rows(conn: psycopg.Connection, rows: Iterable[str], *, source: str, fmt: str = "rows",
@@ -222,16 +237,17 @@ def load_rows(conn: psycopg.Connection, rows: Iterable[str], *, source: str, fmt
     it = iter(rows)
     while True:
         with conn.transaction():
-            counts, _sent, exhausted = _copy_batch(conn, source, fmt, it, batch_rows, movie_key, on_chunk)
+            counts, rest = _copy_batch(conn, source, fmt, it, batch_rows, movie_key, on_chunk)
         summary.add(*counts)
-        if exhausted:
+        if rest is None:
             break
-        # a batch that ended exactly at the end of the input leaves an empty last batch: peek
-        try:
-            first = next(it)
-        except StopIteration:
-            break
-        it = _chain_one(first, it)
+        if not rest:
+            # a batch that ended exactly at an item's end leaves an empty last batch: peek
+            try:
+                rest = next(it)
+            except StopIteration:
+                break
+        it = _chain_one(rest, it)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -281,7 +297,7 @@ def load_file(conn: psycopg.Connection, path: str | Path, *, fmt: str | None = N
         counted = _Counter(f)
         lay, rows = file_rows(counted, fmt, layout=layout, known_codes=codes, mapping=mapping,
                               id_column=id_column, movie_key=movie_key, ignore_unmapped=ignore_unmapped,
-                              default_observed_at=default_obs)
+                              default_observed_at=default_obs, blocks=True)
         bar = None
         if progress:
             from tqdm import tqdm

@@ -382,13 +382,15 @@ def plain_block_rows(text: str, first_line_no: int, widths: Iterable[int]) -> li
     return None
 
 
-def fast_long_csv(stream: BinaryIO, layout: Layout, parser: CsvRows, first_line_no: int = 0) -> Iterator[str]:
+def fast_long_csv(stream: BinaryIO, layout: Layout, parser: CsvRows, first_line_no: int = 0,
+                  blocks: bool = False) -> Iterator[str]:
     """The hot path of the bulk loader: long CSV lines `movie,metric,value[,observed_at]`
     with plain ASCII fields and a numeric movie id become COPY lines without the general
     parser's per-field work. Lines are taken a block at a time: a block of plain lines goes
     through plain_block_rows (one regex pass); any other block line by line, where a line
     that is not that simple goes through `parser.rows`, which gives the same rows (the unit
-    tests compare both). Blocks keep memory flat (1,024 lines at a time)."""
+    tests compare both). Blocks keep memory flat (1,024 lines at a time). blocks: a plain
+    block comes as one string of COPY lines (the loader's COPY takes it as it is)."""
     widths = (parser.width,) if parser.width else (3, 4)
     lines = iter(stream)
     line_no = first_line_no
@@ -403,7 +405,9 @@ def fast_long_csv(stream: BinaryIO, layout: Layout, parser: CsvRows, first_line_
             text = None
         if text is not None:
             rows = plain_block_rows(text if text.endswith("\n") else text + "\n", line_no + 1, widths)
-        if rows is not None:
+        if rows is not None and blocks:
+            yield "".join(rows)
+        elif rows is not None:
             yield from rows
         else:
             yield from _fast_lines(raws, line_no, layout, parser)
