@@ -244,6 +244,9 @@ DECLARE
   v_updated bigint;
   v_plain boolean;
   v_attempt integer;
+  v_rebuild text[] := '{}';
+  v_index_def text;
+  v_index record;
 BEGIN
   SELECT b.source_name INTO v_source FROM reelscore.load_batches b
   WHERE b.id = p_batch_id AND b.status = 'running';
@@ -332,6 +335,31 @@ BEGIN
         WHERE s.ctid = d.row_ctid;
       END IF;
       IF v_plain AND v_attempt = 1 THEN
+        -- A first load into an empty catalogue: a large batch builds the secondary indexes of
+        -- metric_values after its rows instead of inserting into them row by row (in primary-key
+        -- order, the (metric_id, raw_value) index takes each row at a random place, and at 1M
+        -- movies its upkeep grows faster than the rows; the build sorts once, in parallel). The
+        -- primary key stays: rows arrive in its order. Only for the table's owner; the table is
+        -- then locked ACCESS EXCLUSIVE until the load commits (it is empty: readers would see
+        -- nothing anyway), and a concurrent loader waits, then merges into the loaded table. A
+        -- failed attempt's savepoint brings the indexes back. reelscore.first_load_index_rebuild_rows
+        -- sets the batch size from which this is done (default 200,000).
+        IF (SELECT c.reltuples FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.rs_load_staging'::regclass)
+             >= coalesce(nullif(current_setting('reelscore.first_load_index_rebuild_rows', true), '')::bigint, 200000)
+           AND pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c
+                                                     WHERE c.oid = 'reelscore.metric_values'::regclass), 'USAGE')
+           AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values) THEN
+          LOCK TABLE reelscore.metric_values IN ACCESS EXCLUSIVE MODE;
+          IF NOT EXISTS (SELECT 1 FROM reelscore.metric_values) THEN   -- still empty once locked
+            FOR v_index IN SELECT i.indexrelid::regclass AS idx, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
+                           FROM pg_catalog.pg_index i
+                           WHERE i.indrelid = 'reelscore.metric_values'::regclass AND NOT i.indisunique
+                           ORDER BY i.indexrelid LOOP
+              EXECUTE format('DROP INDEX %s', v_index.idx);
+              v_rebuild := v_rebuild || v_index.def;
+            END LOOP;
+          END IF;
+        END IF;
         INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value, observed_at, source_record, batch_id, updated_at)
         SELECT s.movie_id, d.id, s.raw_value, coalesce(s.observed_at, now()), s.source_record, p_batch_id, now()
         FROM pg_temp.rs_load_staging s
@@ -340,6 +368,9 @@ BEGIN
         ORDER BY s.movie_id, d.id;   -- primary key order: index pages are visited once, in order
         GET DIAGNOSTICS v_inserted = ROW_COUNT;
         v_updated := 0;
+        FOREACH v_index_def IN ARRAY v_rebuild LOOP
+          EXECUTE v_index_def;
+        END LOOP;
       ELSE
         WITH merged AS (
           INSERT INTO reelscore.metric_values AS mv

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -203,6 +204,7 @@ def _copy_batch(conn: psycopg.Connection, source: str, fmt: str, rows: Iterator[
             sent += n
             if size >= CHUNK_BYTES:
                 copy.write(buf.getvalue())
+                _wait_sent(conn)
                 buf = io.StringIO()
                 size = 0
                 if on_chunk:
@@ -215,6 +217,16 @@ def _copy_batch(conn: psycopg.Connection, source: str, fmt: str, rows: Iterator[
     if on_chunk:
         on_chunk()
     return counts, rest
+
+
+def _wait_sent(conn: psycopg.Connection) -> None:
+    """Wait until libpq has handed the COPY data written so far to the socket. psycopg does not
+    wait for that on Linux, and libpq then keeps what the server has not taken yet in a buffer
+    that grows: when the file is parsed faster than the server stores it, the loader's memory
+    would grow with the file (5.8M values: 75 -> 105 MB)."""
+    pgconn = conn.pgconn
+    while pgconn.flush() == 1:
+        select.select([], [pgconn.socket], [])
 
 
 def _split_lines(text: str, n: int) -> tuple[str, str]:

@@ -398,6 +398,43 @@ def test_referential_integrity_without_per_row_foreign_keys(conn):
         raise psycopg.Rollback()
 
 
+def test_first_load_builds_the_value_index_after_the_rows(conn, tmp_path):
+    """A large batch into an empty metric_values (the threshold lowered here) drops the
+    secondary indexes and builds them after its rows: same definitions, a new index, and
+    queries through it find the loaded values. A batch that fails that first attempt (a
+    duplicate) gets its indexes back from the savepoint and is merged with them."""
+    def value_indexes():
+        return dict(conn.execute("""select pg_get_indexdef(indexrelid), indexrelid::int from pg_index
+                                    where indrelid = 'reelscore.metric_values'::regclass and indisvalid""").fetchall())
+
+    ids = new_movies(conn, 3)
+    conn.execute("truncate reelscore.metric_values")
+    conn.execute("set reelscore.first_load_index_rebuild_rows = 2")
+    before = value_indexes()
+    lines = [f"{m},{code},{v}" for m in ids for code, v in (("imdb_rating", 5 + m % 3), ("metacritic_score", 60))]
+    s = load_file(conn, write(tmp_path, "first.csv", "movie_id,metric_code,raw_value\n" + "\n".join(lines) + "\n"))
+    after = value_indexes()
+    assert (s.inserted, s.rejected) == (6, 0)
+    assert set(after) == set(before) and len(after) >= 2
+    rebuilt = {d for d in after if after[d] != before[d]}
+    assert rebuilt and not any(d.startswith("CREATE UNIQUE") for d in rebuilt)   # the primary key stays
+    conn.execute("set enable_seqscan = off")
+    found = conn.execute("""select count(*) from reelscore.metric_values v join reelscore.metric_definitions d
+                            on d.id = v.metric_id where d.code = 'metacritic_score' and v.raw_value = 60""").fetchone()[0]
+    conn.execute("reset enable_seqscan")
+    assert found == 3
+    assert len(history_of(conn, ids)) == 6
+
+    conn.execute("truncate reelscore.metric_values")
+    before = value_indexes()
+    s = load_file(conn, write(tmp_path, "first-dup.csv", "movie_id,metric_code,raw_value\n" + "\n".join(lines)
+                              + f"\n{ids[0]},imdb_rating,9\n"))
+    conn.execute("reset reelscore.first_load_index_rebuild_rows")
+    assert (s.inserted, s.rejected) == (6, 1)
+    assert value_indexes() == before
+    assert values_of(conn, ids)[(ids[0], "imdb_rating")] == 5 + ids[0] % 3
+
+
 def test_roles_write_loads_read_cannot(conn, role_conn, tmp_path):
     (m,) = new_movies(conn, 1)
     writer = role_conn("write")
