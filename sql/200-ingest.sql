@@ -247,6 +247,7 @@ DECLARE
   v_rebuild text[] := '{}';
   v_index_def text;
   v_index record;
+  v_locked boolean;
 BEGIN
   SELECT b.source_name INTO v_source FROM reelscore.load_batches b
   WHERE b.id = p_batch_id AND b.status = 'running';
@@ -339,18 +340,27 @@ BEGIN
         -- metric_values after its rows instead of inserting into them row by row (in primary-key
         -- order, the (metric_id, raw_value) index takes each row at a random place, and at 1M
         -- movies its upkeep grows faster than the rows; the build sorts once, in parallel). The
-        -- primary key stays: rows arrive in its order. Only for the table's owner; the table is
-        -- then locked ACCESS EXCLUSIVE until the load commits (it is empty: readers would see
-        -- nothing anyway), and a concurrent loader waits, then merges into the loaded table. A
-        -- failed attempt's savepoint brings the indexes back. reelscore.first_load_index_rebuild_rows
-        -- sets the batch size from which this is done (default 200,000).
+        -- primary key stays: rows arrive in its order. Only for the table's owner, and only when
+        -- no other session uses the table at that moment (NOWAIT: two first loads at once would
+        -- deadlock upgrading their locks; the one that does not get it keeps the indexes). The
+        -- table is then locked ACCESS EXCLUSIVE until the load commits (it is empty: readers
+        -- would see nothing anyway); a concurrent loader waits, then merges into the loaded
+        -- table. A failed attempt's savepoint brings the indexes back.
+        -- reelscore.first_load_index_rebuild_rows sets the batch size from which this is done
+        -- (default 200,000).
+        v_locked := false;
         IF (SELECT c.reltuples FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.rs_load_staging'::regclass)
              >= coalesce(nullif(current_setting('reelscore.first_load_index_rebuild_rows', true), '')::bigint, 200000)
            AND pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c
                                                      WHERE c.oid = 'reelscore.metric_values'::regclass), 'USAGE')
            AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values) THEN
-          LOCK TABLE reelscore.metric_values IN ACCESS EXCLUSIVE MODE;
-          IF NOT EXISTS (SELECT 1 FROM reelscore.metric_values) THEN   -- still empty once locked
+          BEGIN
+            LOCK TABLE reelscore.metric_values IN ACCESS EXCLUSIVE MODE NOWAIT;
+            v_locked := true;
+          EXCEPTION WHEN lock_not_available THEN
+            v_locked := false;
+          END;
+          IF v_locked AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values) THEN   -- still empty once locked
             FOR v_index IN SELECT i.indexrelid::regclass AS idx, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
                            FROM pg_catalog.pg_index i
                            WHERE i.indrelid = 'reelscore.metric_values'::regclass AND NOT i.indisunique

@@ -398,11 +398,12 @@ def test_referential_integrity_without_per_row_foreign_keys(conn):
         raise psycopg.Rollback()
 
 
-def test_first_load_builds_the_value_index_after_the_rows(conn, tmp_path):
+def test_first_load_builds_the_value_index_after_the_rows(conn, db_url, tmp_path):
     """A large batch into an empty metric_values (the threshold lowered here) drops the
     secondary indexes and builds them after its rows: same definitions, a new index, and
     queries through it find the loaded values. A batch that fails that first attempt (a
-    duplicate) gets its indexes back from the savepoint and is merged with them."""
+    duplicate) gets its indexes back from the savepoint and is merged with them; while
+    another session uses the table, the load keeps the indexes instead of waiting."""
     def value_indexes():
         return dict(conn.execute("""select pg_get_indexdef(indexrelid), indexrelid::int from pg_index
                                     where indrelid = 'reelscore.metric_values'::regclass and indisvalid""").fetchall())
@@ -429,10 +430,18 @@ def test_first_load_builds_the_value_index_after_the_rows(conn, tmp_path):
     before = value_indexes()
     s = load_file(conn, write(tmp_path, "first-dup.csv", "movie_id,metric_code,raw_value\n" + "\n".join(lines)
                               + f"\n{ids[0]},imdb_rating,9\n"))
-    conn.execute("reset reelscore.first_load_index_rebuild_rows")
     assert (s.inserted, s.rejected) == (6, 1)
     assert value_indexes() == before
     assert values_of(conn, ids)[(ids[0], "imdb_rating")] == 5 + ids[0] % 3
+
+    conn.execute("truncate reelscore.metric_values")
+    before = value_indexes()
+    with psycopg.connect(db_url) as reader:   # an open transaction that has read the table
+        reader.execute("select count(*) from reelscore.metric_values")
+        s = load_file(conn, write(tmp_path, "first-busy.csv", "movie_id,metric_code,raw_value\n" + "\n".join(lines) + "\n"))
+    conn.execute("reset reelscore.first_load_index_rebuild_rows")
+    assert (s.inserted, s.rejected) == (6, 0)
+    assert value_indexes() == before
 
 
 def test_roles_write_loads_read_cannot(conn, role_conn, tmp_path):
