@@ -19,7 +19,7 @@ alone probes each partition's index instead of scanning it. Uniqueness of
 Revision ID: 0018
 Revises: 0017
 """
-from migrations.helpers import run_sql
+from migrations.helpers import each_score_partition, run_sql
 
 revision = "0018"
 down_revision = "0017"
@@ -27,28 +27,12 @@ branch_labels = None
 depends_on = None
 
 
-def _each_partition(statements: str) -> str:
-    """A DO block running `statements` (format() calls on p.relname) for every partition."""
-    return r"""
-    DO $$
-    DECLARE
-      p record;
-    BEGIN
-      FOR p IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-               WHERE i.inhparent = 'reelscore.movie_scores'::regclass LOOP
-    """ + statements + r"""
-      END LOOP;
-    END
-    $$;
-    """
-
-
 def upgrade() -> None:
     run_sql(r"""
     DROP INDEX reelscore.movie_scores_top;
     ALTER TABLE reelscore.movie_scores DROP CONSTRAINT movie_scores_pkey;
     ALTER TABLE reelscore.profile_score_state SET UNLOGGED;
-    """ + _each_partition(r"""
+    """ + each_score_partition(r"""
         EXECUTE format('ALTER TABLE reelscore.%I SET UNLOGGED', p.relname);
         EXECUTE format('ALTER TABLE reelscore.%I ADD CONSTRAINT %I PRIMARY KEY (movie_id)', p.relname, p.relname || '_pkey');
         EXECUTE format('CREATE INDEX %I ON reelscore.%I (score DESC NULLS LAST, movie_id)', p.relname || '_top', p.relname);
@@ -56,7 +40,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    run_sql(_each_partition(r"""
+    run_sql(each_score_partition(r"""
         EXECUTE format('ALTER TABLE reelscore.%I DROP CONSTRAINT %I', p.relname, p.relname || '_pkey');
         EXECUTE format('DROP INDEX reelscore.%I', p.relname || '_top');
         EXECUTE format('ALTER TABLE reelscore.%I SET LOGGED', p.relname);

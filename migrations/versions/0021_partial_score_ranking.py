@@ -24,7 +24,7 @@ left by this migration for partitions built before it) means the index covers ev
 Revision ID: 0021
 Revises: 0020
 """
-from migrations.helpers import run_sql
+from migrations.helpers import each_score_partition, run_sql
 
 revision = "0021"
 down_revision = "0020"
@@ -42,17 +42,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # the functions of 0020 read the whole ranking from the index: make it whole again
-    run_sql(r"""
-    DO $$
-    DECLARE
-      p record;
-    BEGIN
-      FOR p IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-               WHERE i.inhparent = 'reelscore.movie_scores'::regclass LOOP
+    run_sql(each_score_partition(r"""
         EXECUTE format('DROP INDEX IF EXISTS reelscore.%I', p.relname || '_top');
         EXECUTE format('CREATE INDEX %I ON reelscore.%I (score DESC NULLS LAST, movie_id)', p.relname || '_top', p.relname);
-      END LOOP;
-    END
-    $$;
+    """) + r"""
     ALTER TABLE reelscore.profile_score_state DROP COLUMN top_floor;
     """)
