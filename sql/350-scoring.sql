@@ -714,14 +714,53 @@ $$;
 COMMENT ON FUNCTION reelscore.score_upper_bounds(float8[], jsonb, jsonb) IS
   'What a score under these weights is never above the largest of: stored category means (cat_columns) and normalized values of up-weighted metrics (metric_ids); NULLs when inverted, imputed or shrunk metrics, or a normalization that is not monotone, leave no such bound.';
 
+-- A condition on movie_features row <alias> met by every movie that can score at least $4 through
+-- its stored category means (and by few others). A score is a weighted mean over the categories
+-- present, so it is >= theta exactly when sum(w_c * (s_c - theta)) >= 0 over those categories.
+-- Per category, the bound of s_c - theta: a 'mean' category's score is its stored mean; a
+-- 'vector' category whose stored mean is in the bound (cat_columns) scores at most the larger of
+-- that mean and its up-weighted metrics' normalized values, which top_n only lets through this
+-- condition when they are below theta, so s_c - theta <= max(mean - theta, 0); a 'vector' one
+-- whose mean is not in the bound scores below theta: left out (<= 0). Absent categories add 0.
+-- Some category mean >= theta is needed too; written as the key of movie_features_best_category
+-- (migration 0022, same column order), so the whole condition is read from that index alone.
+CREATE OR REPLACE FUNCTION reelscore.category_bound_sql(p_cw double precision[], p_metric jsonb, p_config jsonb,
+                                                       p_cat_columns text[], p_alias text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_src text[] := reelscore.category_score_sources(p_cw, p_metric, p_config);
+  v_cats text[] := reelscore.score_categories();
+  v_terms text[] := '{}';
+BEGIN
+  IF coalesce(cardinality(p_cat_columns), 0) = 0 THEN
+    RETURN 'false';
+  END IF;
+  FOR i IN 1..5 LOOP
+    CONTINUE WHEN v_src[i] IS NULL OR NOT (format('cat_%s', v_cats[i]) = ANY (p_cat_columns));
+    v_terms := v_terms || format(CASE WHEN v_src[i] = 'mean' THEN '%s::float8 * coalesce(%I.%I - $4, 0)'
+                                      ELSE '%s::float8 * greatest(coalesce(%I.%I - $4, 0), 0)' END,
+                                 p_cw[i], p_alias, 'cat_' || v_cats[i]);
+  END LOOP;
+  RETURN format('(greatest(%s) >= $4 AND %s >= 0)',
+                (SELECT string_agg(format('%I.%I', p_alias, 'cat_' || c.name), ', ' ORDER BY c.i)
+                 FROM unnest(v_cats) WITH ORDINALITY c(name, i)),
+                array_to_string(v_terms, ' + '));
+END
+$$;
+COMMENT ON FUNCTION reelscore.category_bound_sql(float8[], jsonb, jsonb, text[], text) IS
+  'SQL condition on a movie_features row (alias p_alias) met by every movie whose stored category means let it score at least $4 under these weights (p_cat_columns from score_upper_bounds); decidable from the index movie_features_best_category alone.';
+
 -- The best rows of a scoring query, exact, as top_n_sql orders them. A score is never above the
 -- largest of its bounds (score_upper_bounds), so a movie scoring at least theta has a bound of at
 -- least theta. theta is taken from the best movies of each bound (their index tops: the cat_*
 -- indexes, metric_values by raw value), scored exactly: the (lim+off)-th best score among them is
--- a lower bound of the (lim+off)-th best score overall. Then only movies with a bound >= theta are
--- scored (a bitmap of the partial cat_* indexes and the ids whose raw values reach theta, with
--- the stale rows, whose stored values may not be their raw values); otherwise, or when theta
--- cannot be found or the candidates are too many, every movie is.
+-- a lower bound of the (lim+off)-th best score overall. Then only movies that can reach theta are
+-- scored: those the weighted bounds of their stored means let through (category_bound_sql, read
+-- index-only), the ids whose raw values of an up-weighted metric reach theta, and the stale rows,
+-- whose stored values may not be their raw values; otherwise, or when theta cannot be found or
+-- the candidates are too many, every movie is.
 CREATE OR REPLACE FUNCTION reelscore.top_n(p_cw double precision[], p_metric jsonb, p_config jsonb,
                                           p_min_confidence double precision, p_lim integer, p_off integer)
 RETURNS TABLE (movie_id bigint, score double precision, confidence double precision)
@@ -773,21 +812,29 @@ BEGIN
       reelscore.score_sql(p_cw, p_metric, p_config, format('f.movie_id IN (%s)', array_to_string(v_tops, ' UNION '))))
     INTO v_theta, v_seen USING v_min, v_k, c_seeds * v_k;
     IF v_seen = v_k THEN
-      v_filter := (SELECT string_agg(format('f.%I >= $4', col.name), ' OR ') FROM unnest(b.cat_columns) col(name));
-      v_source := reelscore.score_sql(p_cw, p_metric, p_config, v_filter);
+      -- the movies the stored means let through, found index-only (category_bound_sql), then
+      -- fetched by key: at 1M, 735 rows instead of the 67k a bitmap over the cat_* indexes
+      -- fetched ("some mean >= theta"; 190 ms of 290)
+      v_filter := reelscore.category_bound_sql(p_cw, p_metric, p_config, b.cat_columns, 'g');
+      v_source := reelscore.score_sql(p_cw, p_metric, p_config,
+        format('f.movie_id = ANY (ARRAY(SELECT g.movie_id FROM reelscore.movie_features g WHERE %s))', v_filter));
       IF cardinality(b.metric_ids) > 0 THEN
         v_reach := ARRAY(SELECT format('SELECT v.movie_id FROM reelscore.metric_values v WHERE v.metric_id = %s AND %s',
                                        mm.id, reelscore.raw_values_reaching_sql(mm.id, v_theta - v_margin))
                          FROM unnest(b.metric_ids) mm(id));
         EXECUTE format('SELECT array_agg(x.movie_id) FROM (%s LIMIT %s) x',
                        array_to_string(v_reach, ' UNION '), c_max_ids + 1) INTO v_ids;
-        -- two scans, each with its own plan: the means' partial indexes (a bitmap) with the
-        -- stale rows, and the ids by key. One OR of all three made the planner price the
-        -- bitmap above a parallel pass over every movie (1.4x slower at 1M).
-        v_filter := concat_ws(' OR ', v_filter, 'f.stale');
-        v_source := format('(%s) UNION ALL (%s)', reelscore.score_sql(p_cw, p_metric, p_config, v_filter),
+        -- two scans, each with its own plan: the means' candidates with the stale rows, and the
+        -- ids whose raw values reach theta by key, less those already in the first (the same
+        -- condition on the same row). One OR of all made the planner price a bitmap above a
+        -- parallel pass over every movie (1.4x slower at 1M).
+        v_source := format('(%s) UNION ALL (%s)',
+                           reelscore.score_sql(p_cw, p_metric, p_config, format(
+                             'f.movie_id = ANY (ARRAY(SELECT g.movie_id FROM reelscore.movie_features g WHERE %s '
+                             'UNION SELECT g.movie_id FROM reelscore.movie_features g WHERE g.stale))', v_filter)),
                            reelscore.score_sql(p_cw, p_metric, p_config,
-                             format('f.movie_id = ANY ($5) AND NOT coalesce(%s, false)', v_filter)));
+                             format('f.movie_id = ANY ($5) AND NOT coalesce(%s OR f.stale, false)',
+                                    reelscore.category_bound_sql(p_cw, p_metric, p_config, b.cat_columns, 'f'))));
       END IF;
       IF coalesce(cardinality(v_ids), 0) <= c_max_ids THEN
         RETURN QUERY EXECUTE format(

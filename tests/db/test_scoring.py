@@ -502,6 +502,44 @@ def test_adhoc_metric_weights_bounded_top_n_is_exact(conn, data, seed):
         assert len(got) == len(ref[off:off + lim])
 
 
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_category_bound_lets_through_every_movie_that_reaches_theta(conn, data, seed):
+    """The condition top_n reads index-only (category_bound_sql): at any theta, every movie that
+    scores at least theta is let through, unless one of its up-weighted metrics normalizes to at
+    least theta (top_n reaches those through their raw values). It must also leave some movies
+    out at the higher thetas, or it would not be a bound."""
+    defs = load_defs(conn)
+    vals = load_values(conn)
+    st = stats(defs, vals)
+    rng = random.Random(100 + seed)
+    cats = _skip_only_categories(defs)
+    pool = [d for d in defs if d["active"] and d["category"] in cats]
+    chosen = rng.sample(pool, k=rng.randint(1, 2))
+    metrics = {d["code"]: {"weight": d["nw"] * rng.uniform(2, 6), "enabled": True} for d in chosen}
+    raw = [rng.choice([0.1, 0.3, 1.0]) for _ in CATS]
+    cw = [r / sum(raw) for r in raw]
+    cols, up = conn.execute("SELECT * FROM reelscore.score_upper_bounds(%s, %s, '{}')",
+                            (cw, json.dumps(metrics))).fetchone()
+    assert cols and up, (cols, up)
+    cond = conn.execute("SELECT reelscore.category_bound_sql(%s, %s, '{}', %s, 'f')",
+                        (cw, json.dumps(metrics), cols)).fetchone()[0]
+    by_id = {d["id"]: d for d in defs}
+    ref = {m: reference(defs, st, vals.get(m, {}), cw, metrics)[0] for m in range(1, 301)}
+    scores = sorted(s for s in ref.values() if s is not None)
+    pruned = 0
+    for q in [0.5, 0.8, 0.9, 0.97, 0.995]:
+        theta = scores[int(q * (len(scores) - 1))]
+        let_through = {r[0] for r in conn.execute(
+            f"SELECT f.movie_id FROM reelscore.movie_features f WHERE {cond.replace('$4', '%(t)s')}",
+            {"t": theta - TOL})}   # top_n's margin: the stored vectors are float32
+        must = {m for m, s in ref.items()
+                if s is not None and s >= theta
+                and all(normalize(by_id[i], vals[m][i]) < theta for i in up if i in vals.get(m, {}))}
+        assert must <= let_through, (theta, sorted(must - let_through))
+        pruned += 300 - len(let_through)
+    assert pruned > 0
+
+
 def test_bounded_top_n_sees_stale_features(conn, data):
     """A movie whose raw value changed while scoring was deferred keeps its old normalized values
     in movie_features until the refresh; the bound found through raw values would miss it, so
