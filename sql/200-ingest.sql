@@ -230,6 +230,21 @@ $$;
 COMMENT ON FUNCTION reelscore.begin_load(text, text) IS
   'Start a bulk load batch in the current transaction: records the batch in load_batches and creates the temp table pg_temp.rs_load_staging (line_no, movie_id, movie_key, metric_code, raw_value, observed_at, source_record, raw_text, problem), dropped at commit. Fill it with COPY, then call finish_load. Returns the batch id.';
 
+-- Whether a table (a hypertable: any of its chunks) holds a row: the first-load path of
+-- finish_load rebuilds indexes only of empty tables.
+CREATE OR REPLACE FUNCTION reelscore.table_has_rows(p_table regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+AS $$
+DECLARE
+  v_has boolean;
+BEGIN
+  EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', p_table) INTO v_has;
+  RETURN v_has;
+END
+$$;
+COMMENT ON FUNCTION reelscore.table_has_rows(regclass) IS
+  'Whether the table (with its partitions or chunks) holds any row.';
+
 CREATE OR REPLACE FUNCTION reelscore.finish_load(p_batch_id bigint, p_movie_key text DEFAULT 'id',
                                                  p_check_duplicates boolean DEFAULT true)
 RETURNS TABLE (batch_id bigint, inserted bigint, updated bigint, unchanged bigint, rejected bigint)
@@ -248,6 +263,7 @@ DECLARE
   v_index_def text;
   v_index record;
   v_locked boolean;
+  v_table regclass;
 BEGIN
   SELECT b.source_name INTO v_source FROM reelscore.load_batches b
   WHERE b.id = p_batch_id AND b.status = 'running';
@@ -337,38 +353,40 @@ BEGIN
       END IF;
       IF v_plain AND v_attempt = 1 THEN
         -- A first load into an empty catalogue: a large batch builds the secondary indexes of
-        -- metric_values after its rows instead of inserting into them row by row (in primary-key
-        -- order, the (metric_id, raw_value) index takes each row at a random place, and at 1M
-        -- movies its upkeep grows faster than the rows; the build sorts once, in parallel). The
-        -- primary key stays: rows arrive in its order. Only for the table's owner, and only when
-        -- no other session uses the table at that moment (NOWAIT: two first loads at once would
-        -- deadlock upgrading their locks; the one that does not get it keeps the indexes). The
-        -- table is then locked ACCESS EXCLUSIVE until the load commits (it is empty: readers
-        -- would see nothing anyway); a concurrent loader waits, then merges into the loaded
-        -- table. A failed attempt's savepoint brings the indexes back.
+        -- metric_values, and of the history when it is empty too, after its rows instead of
+        -- inserting into them row by row (in primary-key order, the (metric_id, raw_value) index
+        -- takes each row at a random place, and at 1M movies its upkeep grows faster than the
+        -- rows; the history's two indexes cost more than its rows: 5.8M points took 73 s with
+        -- them, 9 s without and 24 s to build them; a build sorts once, in parallel). The primary
+        -- key stays: rows arrive in its order. Only for the tables' owner, and only when no other
+        -- session uses the table at that moment (NOWAIT: two first loads at once would deadlock
+        -- upgrading their locks; the one that does not get it keeps the indexes). The table is
+        -- then locked ACCESS EXCLUSIVE until the load commits (it is empty: readers would see
+        -- nothing anyway); a concurrent loader waits, then merges into the loaded table. A failed
+        -- attempt's savepoint brings the indexes back.
         -- reelscore.first_load_index_rebuild_rows sets the batch size from which this is done
         -- (default 200,000).
-        v_locked := false;
         IF (SELECT c.reltuples FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.rs_load_staging'::regclass)
-             >= coalesce(nullif(current_setting('reelscore.first_load_index_rebuild_rows', true), '')::bigint, 200000)
-           AND pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c
-                                                     WHERE c.oid = 'reelscore.metric_values'::regclass), 'USAGE')
-           AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values) THEN
-          BEGIN
-            LOCK TABLE reelscore.metric_values IN ACCESS EXCLUSIVE MODE NOWAIT;
-            v_locked := true;
-          EXCEPTION WHEN lock_not_available THEN
-            v_locked := false;
-          END;
-          IF v_locked AND NOT EXISTS (SELECT 1 FROM reelscore.metric_values) THEN   -- still empty once locked
+             >= coalesce(nullif(current_setting('reelscore.first_load_index_rebuild_rows', true), '')::bigint, 200000) THEN
+          FOREACH v_table IN ARRAY ARRAY['reelscore.metric_values'::regclass, 'reelscore.metric_timeseries'::regclass] LOOP
+            CONTINUE WHEN NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c
+                                                                    WHERE c.oid = v_table), 'USAGE')
+                       OR reelscore.table_has_rows(v_table);
+            BEGIN
+              EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_table);
+              v_locked := true;
+            EXCEPTION WHEN lock_not_available THEN
+              v_locked := false;
+            END;
+            CONTINUE WHEN NOT v_locked OR reelscore.table_has_rows(v_table);   -- still empty once locked
             FOR v_index IN SELECT i.indexrelid::regclass AS idx, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
                            FROM pg_catalog.pg_index i
-                           WHERE i.indrelid = 'reelscore.metric_values'::regclass AND NOT i.indisunique
+                           WHERE i.indrelid = v_table AND NOT i.indisunique
                            ORDER BY i.indexrelid LOOP
               EXECUTE format('DROP INDEX %s', v_index.idx);
               v_rebuild := v_rebuild || v_index.def;
             END LOOP;
-          END IF;
+          END LOOP;
         END IF;
         INSERT INTO reelscore.metric_values (movie_id, metric_id, raw_value, observed_at, source_record, batch_id, updated_at)
         SELECT s.movie_id, d.id, s.raw_value, coalesce(s.observed_at, now()), s.source_record, p_batch_id, now()

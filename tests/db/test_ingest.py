@@ -401,7 +401,7 @@ def test_referential_integrity_without_per_row_foreign_keys(conn):
 def test_first_load_builds_the_value_index_after_the_rows(conn, db_url, tmp_path):
     """A large batch into an empty metric_values (the threshold lowered here) drops the
     secondary indexes and builds them after its rows: same definitions, a new index, and
-    queries through it find the loaded values. A batch that fails that first attempt (a
+    queries through it find the loaded values; the history's indexes too when it is empty. A batch that fails that first attempt (a
     duplicate) gets its indexes back from the savepoint and is merged with them; while
     another session uses the table, the load keeps the indexes instead of waiting."""
     def value_indexes():
@@ -425,6 +425,26 @@ def test_first_load_builds_the_value_index_after_the_rows(conn, db_url, tmp_path
     conn.execute("reset enable_seqscan")
     assert found == 3
     assert len(history_of(conn, ids)) == 6
+
+    # the history is not empty: its indexes stayed. Empty too, its two indexes are built after the rows.
+    def history_indexes():
+        return dict(conn.execute("""select pg_get_indexdef(indexrelid), indexrelid::int from pg_index
+                                    where indrelid = 'reelscore.metric_timeseries'::regclass""").fetchall())
+    conn.execute("truncate reelscore.metric_values")
+    conn.execute("truncate reelscore.metric_timeseries")
+    before, h_before = value_indexes(), history_indexes()
+    s = load_file(conn, write(tmp_path, "first-all.csv", "movie_id,metric_code,raw_value\n" + "\n".join(lines) + "\n"))
+    assert (s.inserted, s.rejected) == (6, 0)
+    h_after = history_indexes()
+    assert set(h_after) == set(h_before) and len(h_after) == 2
+    assert all(h_after[d] != h_before[d] for d in h_after)       # both built anew
+    assert all(value_indexes()[d] != before[d] for d in before if not d.startswith("CREATE UNIQUE"))
+    chunks, chunk_indexes = conn.execute("""select count(distinct c), count(i.indexrelid) from show_chunks('reelscore.metric_timeseries') c
+                                            left join pg_index i on i.indrelid = c""").fetchone()
+    assert chunks >= 1 and chunk_indexes == 2 * chunks     # every chunk has both, valid
+    conn.execute("set enable_seqscan = off")
+    assert len(history_of(conn, ids)) == 6
+    conn.execute("reset enable_seqscan")
 
     conn.execute("truncate reelscore.metric_values")
     before = value_indexes()
