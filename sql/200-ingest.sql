@@ -75,6 +75,7 @@ DECLARE
   v_wanted bigint;
   v_locked bigint;
   v_missing text;
+  v_table_lock boolean;
 BEGIN
   IF TG_LEVEL = 'ROW' THEN   -- an UPDATE that changes a key (rare): check that row
     PERFORM 1 FROM reelscore.movies m WHERE m.id = NEW.movie_id FOR KEY SHARE;
@@ -102,11 +103,29 @@ BEGIN
             HINT = 'Load values through reelscore.begin_load/finish_load, which quarantines such rows.';
   END IF;
 
-  WITH ids AS MATERIALIZED (SELECT DISTINCT n.movie_id FROM new_rows n)
-  SELECT (SELECT count(*) FROM ids),
-         (SELECT count(*) FROM (SELECT 1 FROM reelscore.movies m WHERE m.id IN (SELECT ids.movie_id FROM ids)
-                                FOR KEY SHARE OF m) x)
-  INTO v_wanted, v_locked;
+  -- The movies: each locked FOR KEY SHARE, as a foreign key would, or, for a statement that
+  -- references at least reelscore.reference_table_lock_movies of them (default 100,000), the
+  -- whole table in SHARE mode: a row lock writes every movie's tuple (18 s of a whole-catalogue
+  -- load at 1M movies), the table lock nothing. SHARE blocks every write to movies (not only
+  -- deletes and key changes) until the load commits; it is taken NOWAIT, so a load never waits
+  -- behind a session writing movies: it locks the rows instead.
+  SELECT count(*) INTO v_wanted FROM (SELECT DISTINCT n.movie_id FROM new_rows n) u;
+  v_table_lock := false;
+  IF v_wanted >= coalesce(nullif(current_setting('reelscore.reference_table_lock_movies', true), '')::bigint, 100000) THEN
+    BEGIN
+      LOCK TABLE reelscore.movies IN SHARE MODE NOWAIT;
+      v_table_lock := true;
+    EXCEPTION WHEN lock_not_available THEN
+      v_table_lock := false;
+    END;
+  END IF;
+  IF v_table_lock THEN
+    SELECT count(*) INTO v_locked FROM reelscore.movies m WHERE m.id IN (SELECT n.movie_id FROM new_rows n);
+  ELSE
+    SELECT count(*) INTO v_locked
+    FROM (SELECT 1 FROM reelscore.movies m WHERE m.id IN (SELECT DISTINCT n.movie_id FROM new_rows n)
+          FOR KEY SHARE OF m) x;
+  END IF;
   IF v_locked <> v_wanted THEN
     SELECT string_agg(y.movie_id::text, ', ') INTO v_missing
     FROM (SELECT DISTINCT n.movie_id FROM new_rows n
@@ -120,7 +139,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION reelscore.metric_values_check_refs() IS
-  'Trigger: the foreign keys of metric_values (movie_id -> movies, metric_id -> metric_definitions), checked per statement; referenced rows locked FOR KEY SHARE.';
+  'Trigger: the foreign keys of metric_values (movie_id -> movies, metric_id -> metric_definitions), checked per statement; referenced rows locked FOR KEY SHARE (movies: the table in SHARE mode for a statement referencing at least reelscore.reference_table_lock_movies of them, when no other session is writing movies).';
 
 CREATE OR REPLACE FUNCTION reelscore.metric_values_referenced() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER

@@ -398,6 +398,58 @@ def test_referential_integrity_without_per_row_foreign_keys(conn):
         raise psycopg.Rollback()
 
 
+def test_large_statement_locks_the_movies_table_instead_of_each_movie(conn, db_url):
+    """A statement referencing at least reelscore.reference_table_lock_movies movies (lowered
+    here) checks them under one SHARE lock on movies instead of a row lock each: no movie row is
+    locked, a concurrent delete of a referenced movie waits for the commit, and a missing movie
+    is still refused. While another session is writing movies, the load does not wait for it:
+    it locks the rows as a foreign key would."""
+    ids = new_movies(conn, 4)
+    mid = metric_ids(conn)["imdb_rating"]
+    pid = conn.execute("select pg_backend_pid()").fetchone()[0]
+
+    def movie_locks():
+        return conn.execute("""select mode from pg_locks where pid = %s and locktype = 'relation'
+                               and relation = 'reelscore.movies'::regclass order by mode""", (pid,)).fetchall()
+
+    def row_locked(other, movie_id):   # FOR UPDATE NOWAIT fails on a row another transaction locked
+        try:
+            with other.transaction():
+                other.execute("select 1 from reelscore.movies where id = %s for update nowait", (movie_id,))
+            return False
+        except psycopg.errors.LockNotAvailable:
+            return True
+
+    insert = ("insert into reelscore.metric_values (movie_id, metric_id, raw_value) "
+              "select unnest(%s::bigint[]), %s, 5")
+    with psycopg.connect(db_url, autocommit=True) as other:
+        with conn.transaction():
+            conn.execute("set local reelscore.reference_table_lock_movies = 3")
+            conn.execute(insert, (ids[:3], mid))
+            assert ("ShareLock",) in movie_locks()
+            assert not row_locked(other, ids[0])
+            other.execute("set lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("delete from reelscore.movies where id = %s", (ids[0],))
+            other.execute("reset lock_timeout")
+            with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+                conn.execute(insert, ([ids[3], -7, -8], mid))
+            raise psycopg.Rollback()
+        with conn.transaction():                 # below the threshold: the rows
+            conn.execute(insert, (ids[:2], mid))
+            assert ("ShareLock",) not in movie_locks()
+            assert row_locked(other, ids[0])
+            raise psycopg.Rollback()
+        other.execute("begin")
+        other.execute("update reelscore.movies set title = title where id = %s", (ids[3],))
+        with conn.transaction():                 # another session writes movies: no wait, row locks
+            conn.execute("set local reelscore.reference_table_lock_movies = 3")
+            conn.execute(insert, (ids[:3], mid))
+            assert ("ShareLock",) not in movie_locks()
+            raise psycopg.Rollback()
+        other.execute("rollback")
+
+
 def test_first_load_builds_the_value_index_after_the_rows(conn, db_url, tmp_path):
     """A large batch into an empty metric_values (the threshold lowered here) drops the
     secondary indexes and builds them after its rows: same definitions, a new index, and
