@@ -974,6 +974,56 @@ def catalogue_load(b: Bench, p: Plan) -> None:
         if row.status == "ok":
             lc.execute("TRUNCATE reelscore.metric_values")
             lc.execute("TRUNCATE reelscore.metric_timeseries")
+        writes_floor(b, lc, values_csv, n_values, name)
+
+
+def writes_floor(b: Bench, lc: psycopg.Connection, values_csv, n_values: int, bulk_name: str) -> None:
+    """What every bulk path must at least write, timed beside it: each value once into a table
+    shaped like metric_values and once into a hypertable shaped like metric_timeseries, by COPY
+    from the same file, with no check, merge, trigger or staging, each table's indexes built
+    after its rows (the cheapest order). Its rate bounds the bulk path's from above."""
+    g = "ingest"
+    # the same rows with metric ids, as text COPY reads them: written once, next to the file
+    ids_tsv = values_csv.with_name("catalogue-values-ids.tsv")
+    stamp = values_csv.with_name("catalogue-values-ids.stamp")
+    if not ids_tsv.exists() or not stamp.exists() or stamp.read_text() != str(n_values):
+        codes = dict(lc.execute("SELECT code, id FROM reelscore.metric_definitions").fetchall())
+        with open(values_csv, encoding="utf-8") as f, open(ids_tsv, "w", encoding="utf-8") as out:
+            next(f)                                               # the header
+            for line in f:
+                m, code, raw, obs = line.rstrip("\n").split(",", 3)
+                out.write(f"{m}\t{codes[code]}\t{raw}\t{obs}\n")
+        stamp.write_text(str(n_values))
+
+    def copy_file(target: str) -> None:
+        with open(ids_tsv, "rb") as f, lc.cursor().copy(f"COPY {target} FROM STDIN") as cp:
+            while chunk := f.read(1 << 20):
+                cp.write(chunk)
+
+    def floor(_i: int) -> None:   # one run (no warm-up): the tables start empty
+        copy_file("bench_floor.cur")
+        lc.execute("ALTER TABLE bench_floor.cur ADD PRIMARY KEY (movie_id, metric_id)")
+        lc.execute("CREATE INDEX ON bench_floor.cur (metric_id, raw_value) INCLUDE (observed_at, movie_id)")
+        copy_file("bench_floor.hist")
+        lc.execute("CREATE INDEX ON bench_floor.hist (metric_id, time DESC)")
+        lc.execute("CREATE INDEX ON bench_floor.hist (movie_id, metric_id, time DESC)")
+
+    name = "floor: the writes alone (COPY into current-value and history tables, indexes built after)"
+    try:
+        lc.execute("DROP SCHEMA IF EXISTS bench_floor CASCADE")
+        lc.execute("CREATE SCHEMA bench_floor")
+        lc.execute("CREATE TABLE bench_floor.cur (movie_id bigint NOT NULL, metric_id smallint NOT NULL, "
+                   "raw_value float8 NOT NULL, observed_at timestamptz NOT NULL)")
+        lc.execute("CREATE TABLE bench_floor.hist (movie_id bigint NOT NULL, metric_id smallint NOT NULL, "
+                   "value float8 NOT NULL, time timestamptz NOT NULL)")
+        lc.execute("SELECT create_hypertable('bench_floor.hist', 'time', chunk_time_interval => interval '7 days', "
+                   "create_default_indexes => false)")
+        lc.execute("CHECKPOINT")
+        b.throughput(g, name, floor, 1, 0, n_values, baseline=bulk_name, min_runs=1, budget=0,
+                     note=f"{n_values:,} values, each written once as a current value and once as a history point, "
+                          "no checks, merge, staging or triggers: an upper bound for any bulk path here")
+    finally:
+        lc.execute("DROP SCHEMA IF EXISTS bench_floor CASCADE")
 
 
 # ---------------------------------------------------------------------------------------
