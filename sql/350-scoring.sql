@@ -775,6 +775,10 @@ DECLARE
   -- 0.01 of it is thousands of candidates fewer at 1M movies) for more seed rows scored by key;
   -- 1, 3 and 10 measured side by side at 1M, 3 was the fastest for category and metric weights
   c_seeds CONSTANT integer := 3;
+  -- past this many rows (lim + off), one pass over every movie is as fast or faster: at 1M with
+  -- a metric weight, bounded 0.96 / 1.20 / 1.75 / 1.98 s for k = 1,000 / 2,000 / 5,000 / 10,000
+  -- against 1.0-1.2 s for the pass; category weights 0.56 / 0.76 s at 2,000 / 5,000 against 0.58 s
+  c_max_k CONSTANT integer := 1000;
   b record;
   v_k integer := p_lim + p_off;
   v_min float8 := coalesce(p_min_confidence, 0);
@@ -793,7 +797,7 @@ DECLARE
 BEGIN
   SELECT * INTO b FROM reelscore.score_upper_bounds(p_cw, p_metric, p_config);
   IF b.cat_columns IS NOT NULL AND cardinality(b.cat_columns) + cardinality(b.metric_ids) > 0
-     AND v_k BETWEEN 1 AND 10000
+     AND v_k BETWEEN 1 AND c_max_k
      -- the raw-value bounds hold for movie_features rows computed under the current definitions
      AND (cardinality(b.metric_ids) = 0 OR reelscore.features_current()) THEN
     v_tops := ARRAY(SELECT format('(SELECT t.movie_id FROM reelscore.movie_features t WHERE t.%1$I IS NOT NULL '
