@@ -76,6 +76,7 @@ DECLARE
   v_locked bigint;
   v_missing text;
   v_table_lock boolean;
+  v_metric_ids smallint[];
 BEGIN
   IF TG_LEVEL = 'ROW' THEN   -- an UPDATE that changes a key (rare): check that row
     PERFORM 1 FROM reelscore.movies m WHERE m.id = NEW.movie_id FOR KEY SHARE;
@@ -91,13 +92,13 @@ BEGIN
     RETURN NULL;
   END IF;
 
-  SELECT count(DISTINCT n.metric_id) INTO v_wanted FROM new_rows n;
+  -- the metrics: their ids in one pass over the rows (a hash), then locked by key
+  v_metric_ids := ARRAY(SELECT DISTINCT n.metric_id FROM new_rows n);
   SELECT count(*) INTO v_locked
-  FROM (SELECT 1 FROM reelscore.metric_definitions d
-        WHERE d.id IN (SELECT n.metric_id FROM new_rows n) FOR KEY SHARE OF d) x;
-  IF v_locked <> v_wanted THEN
-    SELECT string_agg(DISTINCT n.metric_id::text, ', ') INTO v_missing FROM new_rows n
-    WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_definitions d WHERE d.id = n.metric_id);
+  FROM (SELECT 1 FROM reelscore.metric_definitions d WHERE d.id = ANY (v_metric_ids) FOR KEY SHARE OF d) x;
+  IF v_locked <> cardinality(v_metric_ids) THEN
+    SELECT string_agg(u.id::text, ', ' ORDER BY u.id) INTO v_missing FROM unnest(v_metric_ids) u(id)
+    WHERE NOT EXISTS (SELECT 1 FROM reelscore.metric_definitions d WHERE d.id = u.id);
     RAISE EXCEPTION 'insert on table "metric_values" violates foreign key: metric id % does not exist', v_missing
       USING ERRCODE = 'foreign_key_violation',
             HINT = 'Load values through reelscore.begin_load/finish_load, which quarantines such rows.';
