@@ -77,6 +77,7 @@ DECLARE
   v_missing text;
   v_table_lock boolean;
   v_metric_ids smallint[];
+  v_movie_ids bigint[];
 BEGIN
   IF TG_LEVEL = 'ROW' THEN   -- an UPDATE that changes a key (rare): check that row
     PERFORM 1 FROM reelscore.movies m WHERE m.id = NEW.movie_id FOR KEY SHARE;
@@ -110,7 +111,10 @@ BEGIN
   -- load at 1M movies), the table lock nothing. SHARE blocks every write to movies (not only
   -- deletes and key changes) until the load commits; it is taken NOWAIT, so a load never waits
   -- behind a session writing movies: it locks the rows instead.
-  SELECT count(*) INTO v_wanted FROM (SELECT DISTINCT n.movie_id FROM new_rows n) u;
+  -- (their ids as an array: probing movies with = ANY of it, hashed, took 1.4 s for 1M ids;
+  -- a semi-join from the inserted rows 7.1 s)
+  v_movie_ids := ARRAY(SELECT DISTINCT n.movie_id FROM new_rows n);
+  v_wanted := cardinality(v_movie_ids);
   v_table_lock := false;
   IF v_wanted >= coalesce(nullif(current_setting('reelscore.reference_table_lock_movies', true), '')::bigint, 100000) THEN
     BEGIN
@@ -121,16 +125,15 @@ BEGIN
     END;
   END IF;
   IF v_table_lock THEN
-    SELECT count(*) INTO v_locked FROM reelscore.movies m WHERE m.id IN (SELECT n.movie_id FROM new_rows n);
+    SELECT count(*) INTO v_locked FROM reelscore.movies m WHERE m.id = ANY (v_movie_ids);
   ELSE
     SELECT count(*) INTO v_locked
-    FROM (SELECT 1 FROM reelscore.movies m WHERE m.id IN (SELECT DISTINCT n.movie_id FROM new_rows n)
-          FOR KEY SHARE OF m) x;
+    FROM (SELECT 1 FROM reelscore.movies m WHERE m.id = ANY (v_movie_ids) FOR KEY SHARE OF m) x;
   END IF;
   IF v_locked <> v_wanted THEN
-    SELECT string_agg(y.movie_id::text, ', ') INTO v_missing
-    FROM (SELECT DISTINCT n.movie_id FROM new_rows n
-          WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = n.movie_id)
+    SELECT string_agg(y.id::text, ', ') INTO v_missing
+    FROM (SELECT u.id FROM unnest(v_movie_ids) u(id)
+          WHERE NOT EXISTS (SELECT 1 FROM reelscore.movies m WHERE m.id = u.id)
           ORDER BY 1 LIMIT 10) y;
     RAISE EXCEPTION 'insert on table "metric_values" violates foreign key: movie id % does not exist', v_missing
       USING ERRCODE = 'foreign_key_violation',
