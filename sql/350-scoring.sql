@@ -724,13 +724,13 @@ COMMENT ON FUNCTION reelscore.score_upper_bounds(float8[], jsonb, jsonb) IS
 -- whose mean is not in the bound scores below theta: left out (<= 0). Absent categories add 0.
 -- Some category mean >= theta is needed too; written as the key of movie_features_best_category
 -- (migration 0022, same column order), so the whole condition is read from that index alone.
-CREATE OR REPLACE FUNCTION reelscore.category_bound_sql(p_cw double precision[], p_metric jsonb, p_config jsonb,
+CREATE OR REPLACE FUNCTION reelscore.category_bound_sql(p_cw double precision[], p_sources text[],
                                                        p_cat_columns text[], p_alias text)
 RETURNS text
-LANGUAGE plpgsql STABLE SECURITY INVOKER
+LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
 AS $$
 DECLARE
-  v_src text[] := reelscore.category_score_sources(p_cw, p_metric, p_config);
+  v_src text[] := p_sources;
   v_cats text[] := reelscore.score_categories();
   v_terms text[] := '{}';
 BEGIN
@@ -749,8 +749,8 @@ BEGIN
                 array_to_string(v_terms, ' + '));
 END
 $$;
-COMMENT ON FUNCTION reelscore.category_bound_sql(float8[], jsonb, jsonb, text[], text) IS
-  'SQL condition on a movie_features row (alias p_alias) met by every movie whose stored category means let it score at least $4 under these weights (p_cat_columns from score_upper_bounds); decidable from the index movie_features_best_category alone.';
+COMMENT ON FUNCTION reelscore.category_bound_sql(float8[], text[], text[], text) IS
+  'SQL condition on a movie_features row (alias p_alias) met by every movie whose stored category means let it score at least $4 under these category weights (p_sources from category_score_sources, p_cat_columns from score_upper_bounds); decidable from the index movie_features_best_category alone.';
 
 -- The best rows of a scoring query, exact, as top_n_sql orders them. A score is never above the
 -- largest of its bounds (score_upper_bounds), so a movie scoring at least theta has a bound of at
@@ -782,7 +782,8 @@ DECLARE
   b record;
   v_k integer := p_lim + p_off;
   v_min float8 := coalesce(p_min_confidence, 0);
-  v_vector boolean := 'vector' = ANY (reelscore.category_score_sources(p_cw, p_metric, p_config));
+  v_src text[] := reelscore.category_score_sources(p_cw, p_metric, p_config);
+  v_vector boolean := 'vector' = ANY (v_src);
   -- a margin for rounding: a weighted average of equal means may come out an ulp above them,
   -- and the vector inner products add in single precision
   v_margin float8 := CASE WHEN v_vector THEN 1e-5 ELSE 1e-9 END;
@@ -819,7 +820,7 @@ BEGIN
       -- the movies the stored means let through, found index-only (category_bound_sql), then
       -- fetched by key: at 1M, 735 rows instead of the 67k a bitmap over the cat_* indexes
       -- fetched ("some mean >= theta"; 190 ms of 290)
-      v_filter := reelscore.category_bound_sql(p_cw, p_metric, p_config, b.cat_columns, 'g');
+      v_filter := reelscore.category_bound_sql(p_cw, v_src, b.cat_columns, 'g');
       v_source := reelscore.score_sql(p_cw, p_metric, p_config,
         format('f.movie_id = ANY (ARRAY(SELECT g.movie_id FROM reelscore.movie_features g WHERE %s))', v_filter));
       IF cardinality(b.metric_ids) > 0 THEN
@@ -838,7 +839,7 @@ BEGIN
                              'UNION SELECT g.movie_id FROM reelscore.movie_features g WHERE g.stale))', v_filter)),
                            reelscore.score_sql(p_cw, p_metric, p_config,
                              format('f.movie_id = ANY ($5) AND NOT coalesce(%s OR f.stale, false)',
-                                    reelscore.category_bound_sql(p_cw, p_metric, p_config, b.cat_columns, 'f'))));
+                                    reelscore.category_bound_sql(p_cw, v_src, b.cat_columns, 'f'))));
       END IF;
       IF coalesce(cardinality(v_ids), 0) <= c_max_ids THEN
         RETURN QUERY EXECUTE format(

@@ -186,10 +186,10 @@ BEGIN
     )
     %2$s
   $q$, p_table, v_sink);
-  -- Only when some bucket is gone (rare: its raw points were deleted). The join below was once
-  -- planned as a nested loop over the whole window with the diff scanned again for each of its
-  -- rows (a rollup table whose statistics still said empty): 7 minutes for a refresh of 60k
-  -- points in a CI run that otherwise takes 4; with no gone bucket there is nothing to join.
+  -- Only when some bucket is gone (rare: its raw points were deleted); with none there is
+  -- nothing to join. In one CI run a refresh of 60k points took 7 minutes instead of 4 s, in a
+  -- nested loop that scanned a heap table again for each outer row; this join is the likeliest
+  -- statement (the slow plan did not come back on demand, so that is not proven).
   IF EXISTS (SELECT 1 FROM pg_temp.rs_rollup_diff x WHERE x.gone) THEN
     EXECUTE format($q$
       WITH merged AS (

@@ -521,8 +521,8 @@ def test_category_bound_lets_through_every_movie_that_reaches_theta(conn, data, 
     cols, up = conn.execute("SELECT * FROM reelscore.score_upper_bounds(%s, %s, '{}')",
                             (cw, json.dumps(metrics))).fetchone()
     assert cols and up, (cols, up)
-    cond = conn.execute("SELECT reelscore.category_bound_sql(%s, %s, '{}', %s, 'f')",
-                        (cw, json.dumps(metrics), cols)).fetchone()[0]
+    cond = conn.execute("SELECT reelscore.category_bound_sql(%s, reelscore.category_score_sources(%s, %s, '{}'), %s, 'f')",
+                        (cw, cw, json.dumps(metrics), cols)).fetchone()[0]
     by_id = {d["id"]: d for d in defs}
     ref = {m: reference(defs, st, vals.get(m, {}), cw, metrics)[0] for m in range(1, 301)}
     scores = sorted(s for s in ref.values() if s is not None)
