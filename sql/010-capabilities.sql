@@ -11,6 +11,17 @@ $$;
 COMMENT ON FUNCTION reelscore.python_info() IS
   'The Python embedded in the server (PL/Python): version and implementation.';
 
+-- The CPUs the server may run on (its affinity mask), for sizing parallel work where the
+-- planner's own choice is measured to be wrong (rescore_profile_id).
+CREATE OR REPLACE FUNCTION reelscore.server_cpu_count() RETURNS integer
+LANGUAGE plpython3u STABLE PARALLEL SAFE SECURITY INVOKER
+AS $$
+import os
+return len(os.sched_getaffinity(0))
+$$;
+COMMENT ON FUNCTION reelscore.server_cpu_count() IS
+  'How many CPUs the database server process may run on.';
+
 CREATE OR REPLACE FUNCTION reelscore.extension_version(p_name text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
 AS $$ SELECT extversion FROM pg_catalog.pg_extension WHERE extname = p_name $$;
