@@ -14,7 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-SCALES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+SCALES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "1m": 1_000_000, "1m-dense": 1_000_000}
+# Scales whose catalogue is filled up to a share of movies per metric (`reelscore synth
+# --min-coverage`): 1m-dense holds about the 17M values the issues state at 1M movies.
+MIN_COVERAGE = {"1m-dense": 0.6}
 SEED = 20261126
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -147,16 +150,18 @@ def migrate(url: str, log=print) -> None:
     log(f"bench: schema at head ({time.monotonic() - t0:.1f} s)")
 
 
-def ensure_data(conn: psycopg.Connection, n_movies: int, seed: int = SEED, log=print) -> dict:
+def ensure_data(conn: psycopg.Connection, n_movies: int, seed: int = SEED, log=print,
+                min_coverage: float = 0.0) -> dict:
     """Generate the synthetic catalogue once; reuse it while bench.meta says it matches."""
     from reelscore import synth
     conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
     conn.execute("""CREATE TABLE IF NOT EXISTS bench.meta (
                       key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz DEFAULT now())""")
-    want = {"movies": n_movies, "seed": seed}
+    want = {"movies": n_movies, "seed": seed, "min_coverage": min_coverage}
     have = conn.execute("SELECT value FROM bench.meta WHERE key = 'synth'").fetchone()
     movies = conn.execute("SELECT count(*) FROM reelscore.movies").fetchone()[0]
-    if have and have[0].get("movies") == n_movies and have[0].get("seed") == seed and movies == n_movies:
+    if (have and have[0].get("movies") == n_movies and have[0].get("seed") == seed
+            and have[0].get("min_coverage", 0.0) == min_coverage and movies == n_movies):
         log(f"bench: reusing {movies} synthetic movies (seed {seed})")
         return {**have[0], "generated": False}
     log(f"bench: generating {n_movies} synthetic movies (seed {seed})")
@@ -165,7 +170,7 @@ def ensure_data(conn: psycopg.Connection, n_movies: int, seed: int = SEED, log=p
     # groups.ensure_scores build it once the features exist (search engineer's addition).
     if conn.execute("SELECT to_regprocedure('reelscore.drop_similarity_index()') IS NOT NULL").fetchone()[0]:
         conn.execute("SELECT reelscore.drop_similarity_index()")
-    stats = synth.write(conn, n_movies, seed, truncate=True, progress=True)
+    stats = synth.write(conn, n_movies, seed, truncate=True, progress=True, min_coverage=min_coverage)
     conn.execute("VACUUM (ANALYZE) reelscore.metric_values") if conn.autocommit else None
     info = {**want, "values": stats.values, "seconds": round(time.monotonic() - t0, 1)}
     conn.execute("INSERT INTO bench.meta (key, value) VALUES ('synth', %s) ON CONFLICT (key) DO UPDATE "

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_migrate:
             env.migrate(url, log)
     else:
-        dbname = f"reelscore_bench_{args.scale}"
+        dbname = f"reelscore_bench_{args.scale.replace('-', '_')}"
         url = env.ensure_database(database_url(), dbname, log, rebuild=args.rebuild)
         if not args.no_migrate:
             env.migrate_or_rebuild(database_url(), dbname, log)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     with psycopg.connect(url, autocommit=True, application_name="reelscore-bench") as conn:
         # Fresh plans: psycopg's automatic prepared statements could otherwise pin a plan.
         conn.prepare_threshold = None
-        data = env.ensure_data(conn, n, log=log)
+        data = env.ensure_data(conn, n, log=log, min_coverage=env.MIN_COVERAGE.get(args.scale, 0.0))
         b = Bench(conn, url, args.scale, n, args.smoke, plans_dir, data_dir, log)
         plan = groups.Plan(n, args.smoke)
         doc_versions = env.versions(conn)
@@ -165,10 +165,17 @@ def static_notes(scale: str) -> list[str]:
         ("The machine has 2 cores shared with other work (see the load average above): absolute times move "
          "between runs by 2x and more; ratios within one run are the figures to read."),
     ]
+    if scale in env.MIN_COVERAGE:
+        notes.append(f"Scale {scale}: the SCALE=1m catalogue with every metric filled up to "
+                     f"{env.MIN_COVERAGE[scale]:.0%} of the movies (`reelscore synth --min-coverage "
+                     f"{env.MIN_COVERAGE[scale]}`: the added values are drawn from the metric's own), about 17.5 "
+                     "values per movie: the ~17M metric values the issues state at 1M movies. Denser than real data; "
+                     "docs/benchmarks.md has the realistic catalogue.")
+        return notes
     notes.append("The synthetic catalogue is sparse the way real data is (awards and canon lists are rare, money and "
                  "critics' scores cover a minority): about 5.8 values per movie, so SCALE=1m holds about 5.8M metric "
-                 "values, not the 17M of a dense 1M x 29 grid the issues mention; rates per value carry over, totals "
-                 "scale with the value count.")
+                 "values, not the ~17M the issues mention (docs/benchmarks-1m-dense.md has the scoring group on a "
+                 "catalogue of that size); rates per value carry over, totals scale with the value count.")
     if scale != "1m":
         notes.append(f"Scale {scale}: the issues' figures are for SCALE=1m (1,000,000 movies), in docs/benchmarks.md "
                      "(`make bench SCALE=1m`). Counts that the issues state at 1M (10M normalized values) are scaled "

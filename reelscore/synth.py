@@ -130,11 +130,16 @@ class Catalogue:
         return f"{first} {chr(65 + initial % 26)}. {last}" if initial else f"{first} {last}"
 
 
-def generate(n_movies: int, seed: int = 42, codes: tuple[str, ...] = METRIC_CODES) -> Catalogue:
+def generate(n_movies: int, seed: int = 42, codes: tuple[str, ...] = METRIC_CODES,
+             min_coverage: float = 0.0) -> Catalogue:
     """All movies and metric values for (n_movies, seed), in memory (about 200 bytes per
-    movie): deterministic, independent of how it is written out later."""
+    movie): deterministic, independent of how it is written out later. With min_coverage > 0
+    every metric is then filled up to that share of movies (see _fill_to_coverage): a dense
+    catalogue for load tests, no longer a realistic one."""
     if n_movies < 1:
         raise ValueError(f"n_movies must be at least 1, got {n_movies}")
+    if not 0.0 <= min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be between 0 and 1, got {min_coverage}")
     n = int(n_movies)
     ss = np.random.SeedSequence(int(seed))
     base_ss, *metric_ss = ss.spawn(1 + len(METRIC_CODES))
@@ -171,9 +176,26 @@ def generate(n_movies: int, seed: int = 42, codes: tuple[str, ...] = METRIC_CODE
     for code, child in zip(METRIC_CODES, metric_ss):
         if code in codes:
             idx, val = makers[code](cat, np.random.default_rng(child))
+            if min_coverage > 0:
+                idx, val = _fill_to_coverage(cat, METRIC_CODES.index(code), idx, val, min_coverage)
             order = np.argsort(idx, kind="stable")
             cat.values[code] = (idx[order].astype(np.int64), val[order].astype(np.float64))
     return cat
+
+
+def _fill_to_coverage(cat: Catalogue, metric_index: int, idx: np.ndarray, val: np.ndarray,
+                      min_coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """The metric's values plus values for random movies without one, until it covers
+    ceil(min_coverage * n) movies. The added values are drawn from the metric's own values
+    (so they fit its raw scale and type; a metric with none stays empty), from a stream of the
+    seed of their own: the realistic rows are the same with or without the fill."""
+    want = int(np.ceil(min_coverage * cat.n))
+    if idx.size >= want or val.size == 0:
+        return idx, val
+    rng = np.random.default_rng(np.random.SeedSequence([cat.seed, 8000 + metric_index]))
+    missing = np.setdiff1d(np.arange(cat.n), idx, assume_unique=False)
+    extra = rng.choice(missing, size=want - idx.size, replace=False)
+    return np.concatenate([idx, extra]), np.concatenate([val, rng.choice(val, size=extra.size)])
 
 
 # --------------------------------------------------------------------------------------
@@ -448,14 +470,14 @@ class WriteStats:
 
 
 def write(conn, n_movies: int, seed: int = 42, *, truncate: bool = False,
-          progress: bool = True, analyze: bool = True) -> WriteStats:
+          progress: bool = True, analyze: bool = True, min_coverage: float = 0.0) -> WriteStats:
     """Generate (n_movies, seed) and load it through COPY into reelscore.movies and
     reelscore.metric_values, in one transaction. Movie ids continue after the largest
     existing id. Metrics missing from the registry are skipped (and reported)."""
     t0 = time.monotonic()
     ids = dict(conn.execute("SELECT code, id FROM reelscore.metric_definitions").fetchall())
     codes = tuple(c for c in METRIC_CODES if c in ids)
-    cat = generate(n_movies, seed, codes)
+    cat = generate(n_movies, seed, codes, min_coverage=min_coverage)
     total = cat.n + sum(v[0].size for v in cat.values.values())
     bar = _progress(total, progress)
     source = f"synth:seed={seed}"

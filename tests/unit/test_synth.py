@@ -181,3 +181,34 @@ def test_format_raw_round_trips():
 def test_rejects_bad_counts():
     with pytest.raises(ValueError):
         synth.generate(0)
+
+
+def test_min_coverage_fills_every_metric_from_its_own_values():
+    n, share = 5000, 0.6
+    sparse = synth.generate(n, 5)
+    dense = synth.generate(n, 5, min_coverage=share)
+    total = 0
+    for code in SCALES:
+        si, sv = sparse.values[code]
+        di, dv = dense.values[code]
+        total += di.size
+        assert np.unique(di).size == di.size, code                     # one value per movie
+        if sv.size == 0:
+            assert di.size == 0, code                                  # nothing to draw from
+            continue
+        assert di.size == max(si.size, int(np.ceil(share * n))), code
+        # the realistic values are all still there, each on its own movie
+        kept = dict(zip(di.tolist(), dv.tolist()))
+        assert all(kept[i] == v for i, v in zip(si.tolist(), sv.tolist())), code
+        # the added ones are values the metric already had
+        assert set(dv.tolist()) <= set(sv.tolist()), code
+    assert total >= 0.55 * n * len(SCALES)
+    again = synth.generate(n, 5, min_coverage=share)
+    for code in SCALES:
+        np.testing.assert_array_equal(again.values[code][1], dense.values[code][1])
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_rejects_bad_min_coverage(share):
+    with pytest.raises(ValueError, match="min_coverage"):
+        synth.generate(100, min_coverage=share)
