@@ -13,7 +13,7 @@ help:
 	@echo "make demo   - set up everything, load the real sample data, serve the admin on http://127.0.0.1:8000"
 	@echo "make test   - set up everything, then run the whole test suite against the real cluster"
 	@echo "make db     - start (or find) the local PostgreSQL cluster and print its URL"
-	@echo "make bench  - benchmarks at SCALE=100k (or 1m, or 1m-dense: ~17M values); writes docs/benchmarks-<scale>.md (docs/benchmarks.md at 1m)"
+	@echo "make bench  - benchmarks at SCALE=100k (or 1m, or 1m-dense: 18.7M values); writes docs/benchmarks-<scale>.md (docs/benchmarks.md at 1m)"
 	@echo "make fuzz   - long property-based fuzz run (outside CI)"
 
 setup: system python npm

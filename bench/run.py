@@ -168,8 +168,8 @@ def static_notes(scale: str) -> list[str]:
     if scale in env.MIN_COVERAGE:
         notes.append(f"Scale {scale}: the SCALE=1m catalogue with every metric filled up to "
                      f"{env.MIN_COVERAGE[scale]:.0%} of the movies (`reelscore synth --min-coverage "
-                     f"{env.MIN_COVERAGE[scale]}`: the added values are drawn from the metric's own), about 17.5 "
-                     "values per movie: the ~17M metric values the issues state at 1M movies. Denser than real data; "
+                     f"{env.MIN_COVERAGE[scale]}`: the added values are drawn from the metric's own), about 18.7 "
+                     "values per movie: more than the ~17M metric values the issues state at 1M movies. Denser than real data; "
                      "docs/benchmarks.md has the realistic catalogue.")
         return notes
     notes.append("The synthetic catalogue is sparse the way real data is (awards and canon lists are rare, money and "
