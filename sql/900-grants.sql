@@ -120,7 +120,7 @@ GRANT EXECUTE ON FUNCTION
   reelscore.movie_score_detail(bigint, text, bigint), reelscore.movie_score(bigint, text, bigint),
   reelscore.score_movie_adhoc(bigint, jsonb), reelscore.top_movies(text, integer, integer),
   reelscore.top_movies_adhoc(jsonb, integer, integer), reelscore.explain_sentence(bigint, text),
-  reelscore.ranking_floor(bigint)
+  reelscore.ranking_floor(bigint), reelscore.category_bound_sql(float8[], text[], text[], text)
   TO reelscore_read;
 -- Loading values rescores the touched movies in the loader's transaction (triggers run as the loader).
 GRANT INSERT, UPDATE, DELETE ON reelscore.movie_features, reelscore.movie_scores TO reelscore_write;

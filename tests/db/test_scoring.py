@@ -748,11 +748,16 @@ def test_value_change_rescored_in_the_same_transaction(conn, data):
     assert check_profile_against_reference(conn, "balanced", movies=[3]) == 1
 
 
-def test_roles(data, role_conn):
+def test_roles(conn, data, role_conn):
     read = role_conn("read")
     assert read.execute("SELECT count(*) FROM reelscore.top_movies('balanced', 5)").fetchone()[0] == 5
     assert read.execute("SELECT reelscore.movie_score(2)").fetchone()[0] is not None
     assert read.execute("SELECT reelscore.explain_sentence(2)").fetchone()[0]
+    # the bounded ad-hoc top-N reads the precomputed rankings for its seeds: as the reader too
+    adhoc = json.dumps({"categories": {"rating": 0.5, "award": 0.1, "financial": 0.1, "cultural": 0.2,
+                                       "popularity": 0.1}, "metrics": {"imdb_rating": 2.0}})
+    q = "SELECT movie_id, score FROM reelscore.top_movies_adhoc(%s, 10)"
+    assert read.execute(q, (adhoc,)).fetchall() == conn.execute(q, (adhoc,)).fetchall()
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         read.execute("""SELECT reelscore.save_profile('r', '{"rating": 1}')""")
     write = role_conn("write")
