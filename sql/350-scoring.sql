@@ -31,6 +31,7 @@ DECLARE
   v_n bigint;
   v_zero text := '[' || array_to_string(array_fill(0, ARRAY[32]), ',') || ']';
 BEGIN
+  PERFORM reelscore.lock_features(false);
   EXECUTE format($q$
     INSERT INTO reelscore.movie_features AS f (movie_id, nvec, pvec, present, n_present, definitions_version, stale)
     SELECT DISTINCT u.id, %1$L::%2$I.vector, %1$L::%2$I.vector, repeat('0', 32)::bit(32), 0, 0, true
@@ -175,6 +176,26 @@ $$;
 COMMENT ON FUNCTION reelscore.refresh_score_stats() IS
   'Recompute each metric''s mean and median normalized value (used for median imputation and as the shrinkage prior). Returns the number of metrics.';
 
+-- Writers of single movies' features and a rebuild of all of them exclude each other. The
+-- rebuild reads the raw values with one snapshot and upserts every row: a writer that commits
+-- a movie's features after that snapshot and before the upsert reaches the row would have them
+-- overwritten from the older values, and nothing would mark the movie stale (a mixed-workload
+-- test caught 9 movies scored from lost features). So the rebuild takes this lock exclusively
+-- (writers wait for it: a definition change's rebuild), writers share it.
+CREATE OR REPLACE FUNCTION reelscore.lock_features(p_exclusive boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+AS $$
+BEGIN
+  IF p_exclusive THEN
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('reelscore.movie_features'), 0);
+  ELSE
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtext('reelscore.movie_features'), 0);
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION reelscore.lock_features(boolean) IS
+  'Internal: the transaction lock that keeps a full feature rebuild (exclusive) and writers of single movies'' features (shared) apart, so the rebuild cannot overwrite newer features with older ones.';
+
 -- Recompute the features of some movies (NULL: all); removes rows of movies that no longer exist.
 CREATE OR REPLACE FUNCTION reelscore.compute_features(p_movie_ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -185,6 +206,7 @@ DECLARE
   v_defs bigint := reelscore.definitions_version();
   v_gone bigint[];
 BEGIN
+  PERFORM reelscore.lock_features(p_movie_ids IS NULL);
   EXECUTE format($q$
     INSERT INTO reelscore.movie_features AS f
       (movie_id, nvec, pvec, present, n_present, cat_rating, cat_award, cat_financial, cat_cultural, cat_popularity,
@@ -996,6 +1018,9 @@ DECLARE
   v_floor double precision;
   v_t0 timestamptz := clock_timestamp();
 BEGIN
+  -- exclusive against other rescores of the profile and against incremental writers (they
+  -- share it, rescore_movies): taken before the snapshot the new partition is built from, so a
+  -- writer in flight commits first and is seen, and a later one waits and writes the new one
   PERFORM pg_advisory_xact_lock(hashtext('reelscore.movie_scores'), p_profile_id::integer);
   SELECT p.id, p.active, coalesce((p.config ->> 'precompute')::boolean, true) AS precompute INTO v_p
   FROM reelscore.weight_profiles p WHERE p.id = p_profile_id;
@@ -1085,7 +1110,12 @@ BEGIN
   END IF;
   PERFORM reelscore.compute_features(p_movie_ids);
   FOR r IN SELECT s.profile_id FROM reelscore.profile_score_state s
-           JOIN reelscore.weight_profiles p ON p.id = s.profile_id LOOP
+           JOIN reelscore.weight_profiles p ON p.id = s.profile_id ORDER BY s.profile_id LOOP
+    -- shared with other writers, excluded by a full rescore of the profile (which holds it
+    -- exclusively from before it reads movie_features until it commits): that rescore builds a
+    -- new partition from one snapshot and drops the old one, so scores written into the old one
+    -- after its snapshot would be lost. In profile order, as refresh_scores takes them.
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtext('reelscore.movie_scores'), r.profile_id::integer);
     SELECT * INTO a FROM reelscore.profile_weights_args(r.profile_id);
     -- into the profile's partition: its key is (movie_id), the parent has none
     EXECUTE format(

@@ -130,7 +130,7 @@ FROM pg_inherits i WHERE i.inhparent = 'reelscore.movie_scores'::regclass;
 GRANT DELETE ON reelscore.similarity_vectors TO reelscore_write;
 GRANT UPDATE ON reelscore.scoring_state TO reelscore_write;
 GRANT EXECUTE ON FUNCTION
-  reelscore.mark_features_stale(bigint[]), reelscore.features_sql(), reelscore.compute_features(bigint[]),
+  reelscore.mark_features_stale(bigint[]), reelscore.lock_features(boolean), reelscore.features_sql(), reelscore.compute_features(bigint[]),
   reelscore.rescore_movies(bigint[]), reelscore.values_changed(), reelscore.movies_deleted(),
   reelscore.score_partition(bigint)
   TO reelscore_write;

@@ -151,3 +151,51 @@ def test_mixed_workload_loses_nothing_and_matches_recompute(loaded):
         counts = dict(c.execute("""select d.code, count(v.movie_id) from reelscore.metric_definitions d
             left join reelscore.metric_values v on v.metric_id = d.id group by d.code""").fetchall())
         assert {k: cov[k] for k in counts} == counts
+
+
+def _precomputed_minus_fresh(c, movie_id, profile):
+    """|precomputed - fresh| of one movie under one profile (fresh: from its raw values)."""
+    return c.execute("""select abs(s.score - x.score) from reelscore.movie_scores s
+        cross join lateral reelscore.profile_weights_args(s.profile_id) a
+        cross join lateral reelscore.score_fresh(s.movie_id, a.category_weights, a.metric_weights, a.config) x
+        where s.profile_id = reelscore.profile_id(%s) and s.movie_id = %s""", (profile, movie_id)).fetchone()[0]
+
+
+@pytest.mark.parametrize("rebuild_features", [True, False], ids=["feature-rebuild", "profile-rescore"])
+def test_refresh_waits_for_a_writer_in_flight_and_keeps_its_change(loaded, rebuild_features):
+    """A full refresh that starts while a value change is uncommitted must not build from the
+    snapshot without it: it waits for the writer, so the change's features and scores survive.
+    (Without the locks the rebuild overwrote the movie's features from the older values, and the
+    rescore dropped the partition the writer had scored the movie into.)"""
+    url = loaded
+    movie = 7
+    with psycopg.connect(url) as writer, psycopg.connect(url, autocommit=True) as c:
+        if rebuild_features:   # a definition change makes the next refresh rebuild every movie's features
+            c.execute("update reelscore.metric_definitions set normalization_params = normalization_params "
+                      "|| '{\"threshold\": 777}'::jsonb where code = 'tmdb_popularity'")
+        old = c.execute("select raw_value from reelscore.metric_values v join reelscore.metric_definitions d "
+                        "on d.id = v.metric_id where v.movie_id = %s and d.code = 'imdb_rating'", (movie,)).fetchone()[0]
+        new = 9.9 if old < 5 else 0.1
+        writer.execute("select reelscore.upsert_metric(%s, 'imdb_rating', %s)", (movie, new))   # not committed
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def refresh():
+            try:
+                with psycopg.connect(url, autocommit=True) as r:
+                    r.execute("select * from reelscore.refresh_scores(%s)", (None if rebuild_features else "balanced",))
+            except BaseException as exc:   # noqa: BLE001 (reported below)
+                failure.append(exc)
+            finally:
+                done.set()
+
+        t = threading.Thread(target=refresh, daemon=True)
+        t.start()
+        assert not done.wait(1.5), "the refresh did not wait for the uncommitted writer"
+        writer.commit()
+        assert done.wait(120) and not failure, failure
+        t.join()
+        assert c.execute("select count(*) from reelscore.movie_features where movie_id = %s and stale",
+                         (movie,)).fetchone()[0] == 0
+        for profile in ("balanced", "conc"):
+            assert _precomputed_minus_fresh(c, movie, profile) < 1e-6, profile
