@@ -208,6 +208,11 @@ def scoring(b: Bench, p: Plan) -> None:
         if diffs:
             b.rows[-2 if b.rows[-1].name != "movie_score(movie_id, profile)" else -1].extra[
                 "max_abs_diff_vs_naive_50_movies"] = max(diffs)
+        # the floor under every latency row: the same client, the same kind of call, no work
+        b.latency(g, "select 1 (this client's round trip)", lambda _i: b.conn.execute("SELECT 1").fetchall(),
+                  p.calls, p.warm, baseline="movie_score(movie_id, profile)",
+                  note="what any call costs from this client (psycopg, autocommit, 127.0.0.1): "
+                       "the part of the movie_score row that is not the function")
     else:
         b.unavailable(g, "movie_score(movie_id, profile)", "latency", "reelscore.movie_score does not exist yet")
     # the same score computed fresh from the movie's raw values (what movie_score does when the
