@@ -860,7 +860,7 @@ BEGIN
     IF NOT pg_is_in_recovery() THEN
       v_tops := v_tops || ARRAY(
         SELECT format('(SELECT s.movie_id FROM reelscore.movie_scores s WHERE s.profile_id = %s AND s.score >= %L::float8 '
-                      'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3)', st.profile_id, st.top_floor)
+                      'ORDER BY s.score DESC NULLS LAST, s.movie_id LIMIT $3)', st.profile_id, reelscore.ranking_floor(st.profile_id))
         FROM reelscore.profile_score_state st ORDER BY st.profile_id);
     END IF;
     EXECUTE format(
